@@ -1,0 +1,98 @@
+"""Read and write microscopy images and label images, keeping their dtype.
+
+TIFF (8/16-bit, LZW and other codecs through imagecodecs) goes through tifffile, PNG
+through imageio, NPY through numpy. Every failure is a :class:`CellsegError` whose
+message names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+from cellseg.errors import CellsegError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".npy")
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` has a suffix cellseg can read."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image or label file as stored (dtype and all pages kept)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CellsegError(f"{path}: file not found; check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            array = tifffile.imread(path)
+        elif suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".png":
+            array = iio.imread(path)
+        else:
+            raise CellsegError(
+                f"{path}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+            )
+    except CellsegError:
+        raise
+    except Exception as err:  # corrupt files raise many different types
+        raise CellsegError(
+            f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?"
+        ) from err
+    array = np.asarray(array)
+    if array.size == 0:
+        raise CellsegError(f"{path}: image is empty (shape {array.shape}); remove or replace it")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise CellsegError(
+            f"{path}: unsupported dtype {array.dtype}; save it as an integer or float image"
+        )
+    return array
+
+
+def as_2d(image: np.ndarray, path: str | Path) -> np.ndarray:
+    """Return a single-channel (Y, X) view of ``image``, or say why it is not one.
+
+    A trailing or leading singleton axis is dropped. Colour images are refused rather
+    than silently averaged: the network was trained on one channel.
+    """
+    squeezed = np.squeeze(image)
+    if squeezed.ndim == 2:
+        return squeezed
+    if squeezed.ndim == 3 and squeezed.shape[-1] in (3, 4):
+        raise CellsegError(
+            f"{path}: colour image of shape {image.shape}; cellseg models take one channel, "
+            "save the fluorescence or phase channel alone"
+        )
+    raise CellsegError(
+        f"{path}: expected a 2-D image, got shape {image.shape}; split stacks into frames"
+    )
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read an instance-label image (0 = background, 1..N = cells) as int32."""
+    labels = as_2d(read_image(path), path)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise CellsegError(
+                f"{path}: label image has fractional values; save instance labels as integers"
+            )
+    if labels.min() < 0:
+        raise CellsegError(f"{path}: label image has negative values; 0 must be background")
+    return labels.astype(np.int32)
+
+
+def write_tif(path: str | Path, array: np.ndarray, overwrite: bool = False) -> Path:
+    """Write ``array`` as a zlib-compressed TIFF, refusing to replace a file unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CellsegError(f"{path}: exists already; pass overwrite=true to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, array, compression="zlib")
+    return path

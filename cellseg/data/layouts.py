@@ -1,0 +1,140 @@
+"""Find annotated image/mask pairs in the three folder layouts cellseg reads.
+
+1. ``instance``: ``images/NAME.ext`` + ``masks/NAME.ext`` instance labels (0 = background).
+2. ``npy_masks``: ``images/X.tif`` + ``masks/*_mask_cells.npy``, ``*_mask_edges.npy``
+   (and ``*_mask_other.npy``) binary masks, the original author's format.
+3. ``ctc``: the Cell Tracking Challenge tree ``01/tNNN.tif`` + ``01_GT/SEG/man_segNNN.tif``.
+
+Every layout ends as :class:`AnnotatedFrame` objects that load an image and its instance
+labels, so training, validation and evaluation share one code path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import expand_labels
+
+from cellseg.data.io import as_2d, is_image_file, read_image, read_labels
+from cellseg.errors import CellsegError
+
+LAYOUTS = ("auto", "instance", "npy_masks", "ctc")
+_CTC_SEG = re.compile(r"man_seg_?(\d+)$")
+
+
+@dataclass(frozen=True)
+class AnnotatedFrame:
+    """One annotated frame: where its image is and how to get its instance labels."""
+
+    name: str
+    image_path: Path
+    mask_path: Path
+    edges_path: Path | None = None  # npy_masks layout only
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(image, labels)``: the raw 2-D image and int32 instance labels."""
+        image = as_2d(read_image(self.image_path), self.image_path)
+        if self.edges_path is None:
+            labels = read_labels(self.mask_path)
+        else:
+            labels = labels_from_binary_masks(
+                as_2d(read_image(self.mask_path), self.mask_path),
+                as_2d(read_image(self.edges_path), self.edges_path),
+            )
+        if labels.shape != image.shape:
+            raise CellsegError(
+                f"{self.mask_path}: mask shape {labels.shape} does not match image "
+                f"{self.image_path.name} shape {image.shape}; pair each image with its own mask"
+            )
+        return image, labels
+
+
+def labels_from_binary_masks(cells: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Instance labels from interior and edge masks: interior components grown over edges."""
+    interior, _ = ndi.label(cells > 0)
+    cell_area = (cells > 0) | (edges > 0)
+    grown = expand_labels(interior, distance=3)
+    return np.where(cell_area, grown, 0).astype(np.int32)
+
+
+def detect_layout(root: Path) -> str:
+    """Guess the layout of ``root`` from its folder names."""
+    if (root / "masks").is_dir() and any((root / "masks").glob("*_mask_cells.npy")):
+        return "npy_masks"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "instance"
+    if any(p.is_dir() and (root / f"{p.name}_GT" / "SEG").is_dir() for p in root.iterdir()):
+        return "ctc"
+    raise CellsegError(
+        f"{root}: no known layout (images/+masks/, *_mask_cells.npy, or CTC 01/+01_GT/SEG/); "
+        "see README 'Data layouts'"
+    )
+
+
+def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
+    """All annotated frames under ``root``, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CellsegError(f"{root}: data folder not found; set data.root=PATH")
+    if layout not in LAYOUTS:
+        raise CellsegError(f"unknown data.layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if layout == "auto":
+        layout = detect_layout(root)
+    finder = {"instance": _instance_frames, "npy_masks": _npy_frames, "ctc": _ctc_frames}[layout]
+    frames = sorted(finder(root), key=lambda f: f.name)
+    if not frames:
+        raise CellsegError(
+            f"{root}: no image/mask pairs found for layout {layout!r}; "
+            "masks must share their image's name"
+        )
+    return frames
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+
+
+def _instance_frames(root: Path) -> list[AnnotatedFrame]:
+    masks = {p.stem: p for p in _images_in(root / "masks")}
+    return [
+        AnnotatedFrame(p.stem, p, masks[p.stem])
+        for p in _images_in(root / "images")
+        if p.stem in masks
+    ]
+
+
+def _npy_frames(root: Path) -> list[AnnotatedFrame]:
+    images = _images_in(root / "images")
+    frames = []
+    for cells in sorted((root / "masks").glob("*_mask_cells.npy")):
+        prefix = cells.name.removesuffix("_mask_cells.npy")
+        edges = cells.with_name(f"{prefix}_mask_edges.npy")
+        image = next((p for p in images if _same_id(p.stem, prefix)), None)
+        if image is None:
+            continue
+        if not edges.is_file():
+            raise CellsegError(f"{edges}: missing; the npy layout needs *_mask_edges.npy too")
+        frames.append(AnnotatedFrame(image.stem, image, cells, edges))
+    return frames
+
+
+def _same_id(stem: str, prefix: str) -> bool:
+    """``phase_027`` matches ``image_027``: same name, or same part after the first '_'."""
+    return stem == prefix or stem.split("_", 1)[-1] == prefix.split("_", 1)[-1]
+
+
+def _ctc_frames(root: Path) -> list[AnnotatedFrame]:
+    frames = []
+    for seq in sorted(p for p in root.iterdir() if (root / f"{p.name}_GT" / "SEG").is_dir()):
+        for mask in _images_in(root / f"{seq.name}_GT" / "SEG"):
+            match = _CTC_SEG.match(mask.stem)
+            if match is None:
+                continue
+            image = seq / f"t{match.group(1)}{mask.suffix}"
+            if image.is_file():
+                frames.append(AnnotatedFrame(f"{seq.name}_t{match.group(1)}", image, mask))
+    return frames

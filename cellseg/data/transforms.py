@@ -1,0 +1,84 @@
+"""Random training crops: a circular-shift ("roll") window, then albumentations.
+
+A roll by (dy, dx) followed by a crop is the same as cutting the crop out of the frame
+with wrap-around indexing, which is what :func:`window` does without copying the frame.
+Where the window wraps, content from opposite frame borders meets along a straight
+seam that no real image has; the loss mask is zeroed in a band along that seam, so the
+network is taught neither a false boundary nor a false merge there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import albumentations as A
+import cv2
+import numpy as np
+
+
+def _indices(start: int, size: int, length: int, wrap: bool) -> np.ndarray:
+    index = start + np.arange(size)
+    if wrap:
+        return index % length
+    period = 2 * (length - 1)  # mirror at the borders (only needed when length < size)
+    if period == 0:
+        return np.zeros_like(index)
+    return (length - 1) - np.abs(index % period - (length - 1))
+
+
+def window(
+    arrays: list[np.ndarray], size: int, rng: np.random.Generator, wrap: bool, seam: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Cut one random ``size`` x ``size`` window out of each array (all the same shape).
+
+    Returns the windows and a float32 loss mask that is 0 within ``seam`` px of a wrap seam.
+    """
+    height, width = arrays[0].shape
+    valid = np.ones((size, size), np.float32)
+    axes = []
+    for axis, length in enumerate((height, width)):
+        start = int(rng.integers(0, length)) if wrap else int(rng.integers(0, max(length - size, 0) + 1))
+        index = _indices(start, size, length, wrap)
+        if wrap and seam > 0:
+            for cut in np.nonzero(np.diff(index) < 0)[0] + 1:
+                band = slice(max(cut - seam, 0), cut + seam)
+                if axis == 0:
+                    valid[band, :] = 0
+                else:
+                    valid[:, band] = 0
+        axes.append(index)
+    rows, cols = np.ix_(axes[0], axes[1])
+    return [a[rows, cols] for a in arrays], valid
+
+
+def window_size(crop_size: int, rotate: bool) -> int:
+    """Side of the window to cut so that an arbitrary rotation still fills the crop."""
+    return math.ceil(crop_size * math.sqrt(2)) + 2 if rotate else crop_size
+
+
+def build_augment(
+    crop_size: int,
+    flip: bool = True,
+    rotate90: bool = True,
+    rotate: bool = True,
+    intensity: bool = True,
+    seed: int | None = None,
+) -> A.Compose:
+    """Geometric and intensity augmentation for an image and its target maps (as masks)."""
+    steps: list[A.BasicTransform] = []
+    if rotate:
+        steps += [
+            A.Rotate(limit=180, border_mode=cv2.BORDER_REFLECT_101, p=1.0),
+            A.CenterCrop(crop_size, crop_size),
+        ]
+    if flip:
+        steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if rotate90:
+        steps.append(A.RandomRotate90(p=0.5))
+    if intensity:
+        steps += [
+            A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.2, p=0.8),
+            A.GaussNoise(std_range=(0.0, 0.04), p=0.5),
+            A.GaussianBlur(sigma_limit=(0.1, 1.0), blur_limit=0, p=0.2),
+        ]
+    return A.Compose(steps, strict=True, seed=seed)

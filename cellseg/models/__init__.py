@@ -1,0 +1,1 @@
+"""Networks, loss, learning-rate schedules and the LightningModule."""

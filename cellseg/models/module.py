@@ -1,0 +1,134 @@
+"""LightningModule: network + edge-weighted BCE, validated like prediction is judged.
+
+Everything in ``hparams`` is a plain dict (a ``_target_`` and its arguments), built into
+objects here, so checkpoints load with ``torch.load(..., weights_only=True)``. The
+probability threshold chosen on validation is a buffer, so every checkpoint carries the
+threshold that goes with its weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Timer
+from torchmetrics.classification import BinaryROC
+
+from cellseg import metrics
+from cellseg.models.losses import EdgeWeightedBCE
+from cellseg.postprocess import probabilities_to_labels
+
+ROC_BINS = 200
+LR_SCALING = {"none": lambda n: 1.0, "linear": float, "sqrt": math.sqrt}
+
+
+class CellSegModule(L.LightningModule):
+    """Train a segmentation net; validate with pixel ROC, instance AP and CTC SEG.
+
+    Args:
+        net: ``_target_`` dict of the network (e.g. ``GoogLeNetFCN``).
+        loss: arguments of :class:`EdgeWeightedBCE`.
+        optimizer: ``_target_`` dict of a ``torch.optim`` optimizer (without params).
+        scheduler: ``_target_`` dict of a schedule in ``cellseg.models.schedules``.
+        postprocess: arguments of :func:`probabilities_to_labels` except the threshold.
+        data: what prediction must reproduce: ``norm`` percentiles, ``edge_width``,
+            ``in_channels``.
+        threshold_method: ``f1`` or ``youden``, how validation picks the threshold.
+        lr_scaling: ``none``, ``linear`` or ``sqrt`` in the number of processes (DDP).
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        loss: dict,
+        optimizer: dict,
+        scheduler: dict,
+        postprocess: dict,
+        data: dict,
+        threshold_method: str = "f1",
+        lr_scaling: str = "none",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = instantiate(net)
+        self.net.to(memory_format=torch.channels_last)
+        self.criterion = EdgeWeightedBCE(**loss)
+        self.register_buffer("threshold", torch.tensor(0.5))
+        self.val_roc = BinaryROC(thresholds=ROC_BINS)
+        self._val_outputs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._val_positives = torch.zeros(2, dtype=torch.float64)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 2, H, W) for a normalized image batch (N, C, H, W)."""
+        return self.net(image.contiguous(memory_format=torch.channels_last))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["target"], batch["border"], batch["valid"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+        self._val_positives = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["target"], batch["border"], batch["valid"])
+        self.log("val/loss", loss, sync_dist=True, batch_size=1)
+        prob = torch.sigmoid(logits.float())
+        truth = batch["target"][:, 0].long()
+        self.val_roc.update(prob[:, 0], truth)
+        positives = int(truth.sum())
+        self._val_positives += torch.tensor([positives, truth.numel() - positives], device=self.device)
+        for p, labels in zip(prob.cpu().numpy(), batch["labels"].cpu().numpy()):
+            self._val_outputs.append((p, labels))
+
+    def on_validation_epoch_end(self) -> None:
+        fpr, tpr, thresholds = self.val_roc.compute()
+        self.val_roc.reset()
+        positives, negatives = self.trainer.strategy.reduce(self._val_positives, reduce_op="sum").tolist()
+        threshold = metrics.choose_threshold(fpr, tpr, thresholds, positives, negatives, self.hparams.threshold_method)
+        self.threshold.fill_(threshold)
+        counts = metrics.InstanceCounts()
+        for prob, labels in self._val_outputs:
+            pred = probabilities_to_labels(prob, threshold, **self.hparams.postprocess)
+            counts = counts + metrics.instance_counts(labels, pred)
+        vector = torch.as_tensor(counts.as_vector(), dtype=torch.float64, device=self.device)
+        counts = metrics.InstanceCounts.from_vector(self.trainer.strategy.reduce(vector, reduce_op="sum").cpu().numpy())
+        summary = counts.summary()
+        self.log_dict(
+            {
+                "val/auc": metrics.roc_auc(fpr, tpr),
+                "val/threshold": threshold,
+                **{f"val/{k}": summary[k] for k in ("seg", "ap50", "ap", "f1", "precision", "recall")},
+            },
+            sync_dist=False,
+        )
+        self.roc = (fpr.cpu(), tpr.cpu())
+        self._val_outputs = []
+
+    def configure_optimizers(self) -> dict:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        lr = self.hparams.optimizer["lr"] * LR_SCALING[self.hparams.lr_scaling](world)
+        optimizer = instantiate({**self.hparams.optimizer, "lr": lr}, params=self.parameters())
+        schedule = instantiate(self.hparams.scheduler)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule(self._progress()))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _progress(self) -> float:
+        """Fraction of training done: the further of steps and wall time."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0.0
+        progress = 0.0
+        if trainer.max_steps and trainer.max_steps > 0:
+            progress = trainer.global_step / trainer.max_steps
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is not None and timer._duration:
+            progress = max(progress, timer.time_elapsed("train") / timer._duration)
+        return min(progress, 1.0)

@@ -1,0 +1,1 @@
+"""Fully convolutional networks on a GoogLeNet encoder."""

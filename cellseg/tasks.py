@@ -1,0 +1,96 @@
+"""The tasks behind the entry points: ``train(cfg)`` (``predict(cfg)`` follows)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from cellseg.checkpoint import load_checkpoint
+from cellseg.errors import CellsegError
+from cellseg.models.module import CellSegModule
+from cellseg.utils.instantiate import instantiate_group
+
+log = logging.getLogger(__name__)
+
+
+def _plain(node: DictConfig) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def build_module(cfg: DictConfig) -> CellSegModule:
+    """The LightningModule from plain config dicts (nothing pickled into hparams)."""
+    return CellSegModule(
+        net=_plain(cfg.model),
+        loss=_plain(cfg.loss),
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.scheduler),
+        postprocess=_plain(cfg.postprocess),
+        data={
+            "norm": _plain(cfg.data.norm),
+            "edge_width": cfg.data.edge_width,
+            "in_channels": cfg.data.in_channels,
+        },
+        threshold_method=cfg.threshold_method,
+        lr_scaling=cfg.hardware.lr_scaling,
+    )
+
+
+def _check_launch(cfg: DictConfig) -> None:
+    """Refuse set-ups that would silently go wrong."""
+    hardware = cfg.hardware
+    relaunches = str(hardware.strategy).startswith("ddp") and "spawn" not in str(hardware.strategy)
+    if relaunches and hardware.devices != 1 and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise CellsegError(
+            f"hardware.strategy={hardware.strategy} re-runs the whole sweep in every rank; "
+            "use hardware=ddp_spawn for multirun sweeps, or launch each job with its own command"
+        )
+    checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
+    resuming_here = cfg.ckpt_path and Path(cfg.ckpt_path).resolve().parent == checkpoints.resolve()
+    if (checkpoints / "last.ckpt").exists() and not resuming_here:
+        raise CellsegError(
+            f"{checkpoints}: holds checkpoints of an earlier run; choose another hydra.run.dir "
+            f"or resume with ckpt_path={checkpoints / 'last.ckpt'}"
+        )
+    if cfg.ckpt_path:
+        saved = load_checkpoint(cfg.ckpt_path)["hyper_parameters"]["net"].get("_target_")
+        if saved != cfg.model._target_:
+            raise CellsegError(
+                f"{cfg.ckpt_path}: was trained with {saved}, not {cfg.model._target_}; "
+                "resume with the same model= option"
+            )
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train, checkpoint and validate; return the best value of ``cfg.monitor.metric``."""
+    _check_launch(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # read and check all data before any process is started
+    module = build_module(cfg)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(_plain(cfg))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    if checkpoint is None or checkpoint.best_model_score is None:
+        log.warning("No validation ran, so there is no best checkpoint")
+        return None
+    best = float(checkpoint.best_model_score)
+    message = (
+        f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; "
+        f"best: {checkpoint.best_model_path}  last: {checkpoint.last_model_path}"
+    )
+    if trainer.is_global_zero:
+        print(message)
+    return best

@@ -1,0 +1,1 @@
+"""Config resolvers, object instantiation, callbacks and the entry-point wrapper."""
