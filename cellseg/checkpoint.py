@@ -19,6 +19,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CellsegError(f"{path}: checkpoint not found; pass ckpt=PATH to a .ckpt from a training run")
+    if not zipfile.is_zipfile(path):
+        raise CellsegError(f"{path}: corrupt or truncated checkpoint (not a torch zip file); use another .ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -82,15 +82,17 @@ def train(cfg: DictConfig) -> float | None:
         logger.log_hyperparams(_plain(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    if checkpoint is None or checkpoint.best_model_score is None:
-        log.warning("No validation ran, so there is no best checkpoint")
+    checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    best_cb = next((c for c in checkpoints if c.monitor == cfg.monitor.metric), None)
+    if best_cb is not None and best_cb.best_model_score is not None:
+        best = float(best_cb.best_model_score)
+        where = f"checkpoints in {best_cb.dirpath}"
+    elif cfg.monitor.metric in trainer.callback_metrics:  # e.g. fast_dev_run: no checkpoints
+        best = float(trainer.callback_metrics[cfg.monitor.metric])
+        where = "no checkpoints written"
+    else:
+        log.warning("No validation ran, so there is no %s to report", cfg.monitor.metric)
         return None
-    best = float(checkpoint.best_model_score)
-    message = (
-        f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; "
-        f"best: {checkpoint.best_model_path}  last: {checkpoint.last_model_path}"
-    )
     if trainer.is_global_zero:
-        print(message)
+        print(f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; {where}")
     return best

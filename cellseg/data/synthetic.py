@@ -26,9 +26,10 @@ def _ellipse(shape: tuple[int, int], center, radii, angle: float) -> np.ndarray:
 
 
 def synthetic_frame(
-    rng: np.random.Generator, size: int = 512, n_nuclei: int = 30, touching: float = 0.4
+    rng: np.random.Generator, size: int = 512, n_nuclei: int | None = None, touching: float = 0.4
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One frame: ``(image uint16, labels int32)``."""
+    """One frame: ``(image uint16, labels int32)``; by default 30 nuclei per 512 x 512 px."""
+    n_nuclei = n_nuclei or max(1, round(30 * (size / 512) ** 2))
     shape = (size, size)
     labels = np.zeros(shape, np.int32)
     signal = np.zeros(shape, np.float32)

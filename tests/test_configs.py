@@ -1,0 +1,120 @@
+"""Every config group option composes, and what it describes can be built."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from cellseg.data.datamodule import CellDataModule
+from cellseg.models.losses import EdgeWeightedBCE
+from cellseg.tasks import build_module
+
+from .conftest import CONF, compose_cfg
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_train_yaml_does_not_list_experiment():
+    defaults = OmegaConf.load(CONF / "train.yaml").defaults
+    assert not any("experiment" in str(d) for d in defaults), "+experiment=X needs it absent"
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_experiment_composes_with_plus(name, tmp_path):
+    cfg = compose_cfg([f"+experiment={name}"], tmp_path)
+    assert cfg.task_name == name
+    assert cfg.loss.edge_weight > 1
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_data_option_builds_a_datamodule(name, tmp_path):
+    cfg = compose_cfg([f"data={name}", "data.root=somewhere"], tmp_path)
+    datamodule = instantiate(cfg.data)
+    assert isinstance(datamodule, CellDataModule)
+    assert datamodule.crop_size % 32 == 0
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_option_builds_a_net(name, tmp_path):
+    cfg = compose_cfg([f"model={name}", "data.crop_size=64"], tmp_path)
+    net = instantiate(cfg.model)
+    assert net(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("scheduler", options("scheduler"))
+def test_optimizer_and_scheduler_build(optimizer, scheduler, tmp_path):
+    cfg = compose_cfg([f"optimizer={optimizer}", f"scheduler={scheduler}", "optimizer.lr=0.5"], tmp_path)
+    module = build_module(cfg)
+    config = module.configure_optimizers()
+    assert config["optimizer"].param_groups[0]["lr"] == pytest.approx(0.5)
+    schedule = instantiate(cfg.scheduler)
+    assert schedule(0.0) == pytest.approx(1.0) and schedule(1.0) < 1.0
+
+
+@pytest.mark.parametrize("name", options("loss"))
+def test_loss_option_builds(name, tmp_path):
+    cfg = compose_cfg([f"loss={name}", "loss.edge_weight=3"], tmp_path)
+    assert EdgeWeightedBCE(**cfg.loss).edge_weight == 3
+
+
+@pytest.mark.parametrize("name", options("hardware"))
+def test_hardware_option_resolves(name, tmp_path):
+    cfg = compose_cfg([f"hardware={name}"], tmp_path)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert trainer["devices"] == cfg.hardware.devices
+    assert trainer["precision"] in ("32-true", "bf16-mixed", "16-mixed")
+    if cfg.hardware.accelerator == "cpu":  # the GPU ones cannot be built without GPUs
+        built = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert built.num_devices == cfg.hardware.devices
+
+
+def test_p2_8xlarge_is_an_8_gpu_ddp_node(tmp_path):
+    cfg = compose_cfg(["hardware=p2_8xlarge"], tmp_path)
+    assert (cfg.trainer.devices, cfg.trainer.strategy, cfg.trainer.sync_batchnorm) == (8, "ddp", True)
+    assert cfg.hardware.lr_scaling == "linear"
+
+
+def test_multinode_sets_nodes(tmp_path):
+    cfg = compose_cfg(["hardware=multinode", "hardware.num_nodes=4"], tmp_path)
+    assert (cfg.trainer.num_nodes, cfg.trainer.devices, cfg.trainer.strategy) == (4, 8, "ddp")
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_logger_option_builds(name, tmp_path):
+    from cellseg.utils.instantiate import instantiate_group
+
+    cfg = compose_cfg([f"logger={name}"], tmp_path)
+    loggers = instantiate_group(cfg.get("logger"))
+    assert len(loggers) == (0 if name == "none" else 1)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "data.root=/x",
+        "trainer.max_steps=7",
+        "trainer.max_epochs=3",
+        "trainer.max_time=00:00:01:00",
+        "loss.edge_weight=5",
+        "optimizer.lr=0.01",
+        "model=googlenet_skip",
+        "optimizer=adam",
+        "hardware=ddp_spawn",
+        "logger=csv",
+        "seed=3",
+        "ckpt_path=/x/last.ckpt",
+        "hydra.run.dir=/tmp/somewhere",
+    ],
+)
+def test_documented_overrides_apply(override, tmp_path):
+    cfg = compose_cfg([override], tmp_path)
+    key, value = override.split("=", 1)
+    if key in ("model", "optimizer", "hardware", "logger"):
+        assert cfg.hydra.runtime.choices[key] == value
+    else:
+        assert str(OmegaConf.select(cfg, key)) == value

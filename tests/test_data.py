@@ -1,0 +1,254 @@
+"""Readers, layouts, targets, crops and augmentation, and the data errors users see."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch.utils.data import DataLoader
+
+from cellseg.data.datamodule import CellDataModule, CropDataset, _reseed_worker
+from cellseg.data.io import read_image
+from cellseg.data.layouts import detect_layout, find_frames
+from cellseg.data.normalize import percentile_normalize
+from cellseg.data.synthetic import synthetic_frame
+from cellseg.data.targets import edge_band, make_targets
+from cellseg.data.transforms import build_augment, window
+from cellseg.errors import CellsegError
+
+from .conftest import shared
+
+
+def two_touching_cells() -> np.ndarray:
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:30, 5:20] = 1
+    labels[10:30, 20:35] = 2
+    return labels
+
+
+def write_instance_folder(root, n=3, size=256, dtype=np.uint16, compression="lzw"):
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image, labels = synthetic_frame(rng, size, n_nuclei=8)
+        tifffile.imwrite(root / "images" / f"f{i}.tif", image.astype(dtype), compression=compression)
+        tifffile.imwrite(root / "masks" / f"f{i}.tif", labels.astype(np.uint16), compression=compression)
+    return root
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_reads_lzw_tiff_keeping_dtype(tmp_path, dtype):
+    data = (np.arange(64 * 64).reshape(64, 64) % 250).astype(dtype)
+    tifffile.imwrite(tmp_path / "a.tif", data, compression="lzw")
+    out = read_image(tmp_path / "a.tif")
+    assert out.dtype == dtype and np.array_equal(out, data)
+
+
+def test_reads_png_and_npy(tmp_path):
+    data = (np.arange(32 * 32).reshape(32, 32) % 200).astype(np.uint8)
+    iio.imwrite(tmp_path / "a.png", data)
+    np.save(tmp_path / "a.npy", data)
+    assert np.array_equal(read_image(tmp_path / "a.png"), data)
+    assert np.array_equal(read_image(tmp_path / "a.npy"), data)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "file not found"), (b"not a tiff at all", "cannot be read")],
+)
+def test_read_errors_name_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.tif"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CellsegError, match=message) as err:
+        read_image(path)
+    assert str(path) in str(err.value)
+
+
+def test_edge_band_separates_touching_cells():
+    labels = two_touching_cells()
+    edge = edge_band(labels, width=2)
+    assert edge[20, 18] and edge[20, 19] and edge[20, 20] and edge[20, 21]  # shared border
+    assert not edge[20, 12]  # deep inside
+    targets = make_targets(labels, 2, 5.0)
+    interior = targets["interior"] > 0
+    assert not (interior & edge).any()
+    assert np.array_equal(interior | edge, labels > 0)
+    # the two interiors are separate components
+    from scipy import ndimage as ndi
+
+    assert ndi.label(interior)[1] == 2
+
+
+def test_border_term_peaks_between_close_cells():
+    labels = np.zeros((40, 60), np.int32)
+    labels[10:30, 5:25] = 1
+    labels[10:30, 28:50] = 2
+    border = make_targets(labels, 1, 5.0)["border"]
+    assert border[20, 26] > 0.5  # in the 3-px gap between the cells
+    assert border[2, 55] < 0.01  # far from both
+    assert border[labels > 0].max() == 0
+
+
+def test_wrap_window_masks_the_seam():
+    frame = np.arange(100, dtype=np.float32).reshape(10, 10)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        (crop,), valid = window([frame], 8, rng, wrap=True, seam=1)
+        rows_jump = np.nonzero(np.abs(np.diff(crop[:, 0])) > 10)[0]
+        for row in rows_jump:  # wherever content wraps, the loss ignores both sides
+            assert valid[row].sum() == 0 and valid[row + 1].sum() == 0
+
+
+def test_augmentation_moves_targets_with_the_image():
+    labels = np.zeros((182, 182), np.int32)
+    labels[40:120, 60:100] = 1
+    image = (labels > 0).astype(np.float32)
+    augment = build_augment(128, intensity=False, seed=3)
+    for _ in range(5):
+        out = augment(image=image, masks=[image.copy()])
+        assert np.mean((out["image"] > 0.5) == (out["masks"][0] > 0.5)) > 0.99
+
+
+def test_workers_draw_different_crops(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64, samples_per_epoch=4, batch_size=1)
+    datamodule.setup()
+    dataset = CropDataset(datamodule.train_frames, 64, 4, {}, seed=0)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, worker_init_fn=_reseed_worker)
+    first, second = list(loader)  # one batch from each worker
+    assert not torch.equal(first["image"], second["image"])
+
+
+def test_crop_batch_shapes(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64, samples_per_epoch=4, batch_size=2)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape == (2, 1, 64, 64)
+    assert batch["target"].shape == (2, 2, 64, 64)
+    assert set(np.unique(batch["target"].numpy())) <= {0.0, 1.0}
+    val = next(iter(datamodule.val_dataloader()))
+    assert val["labels"].shape == (1, 256, 256) and val["labels"].max() > 0
+
+
+def test_instance_layout(tmp_path):
+    root = write_instance_folder(tmp_path / "inst")
+    assert detect_layout(root) == "instance"
+    frames = find_frames(root)
+    assert [f.name for f in frames] == ["f0", "f1", "f2"]
+    image, labels = frames[0].load()
+    assert image.dtype == np.uint16 and labels.max() > 0
+
+
+def test_ctc_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "01").mkdir()
+    (tmp_path / "01_GT" / "SEG").mkdir(parents=True)
+    for t in (0, 5):
+        image, labels = synthetic_frame(rng, 64, n_nuclei=3)
+        tifffile.imwrite(tmp_path / "01" / f"t{t:03d}.tif", image)
+        tifffile.imwrite(tmp_path / "01_GT" / "SEG" / f"man_seg{t:03d}.tif", labels.astype(np.uint16))
+    tifffile.imwrite(tmp_path / "01" / "t001.tif", image)  # no annotation: not a pair
+    frames = find_frames(tmp_path)
+    assert [f.name for f in frames] == ["01_t000", "01_t005"]
+
+
+def test_npy_layout_builds_instances(tmp_path):
+    labels = two_touching_cells()
+    edge = edge_band(labels, 1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "phase_001.tif", (labels * 100).astype(np.uint16))
+    np.save(tmp_path / "masks" / "image_001_mask_cells.npy", ((labels > 0) & ~edge).astype(np.uint8) * 255)
+    np.save(tmp_path / "masks" / "image_001_mask_edges.npy", edge.astype(np.uint8) * 255)
+    np.save(tmp_path / "masks" / "image_001_mask_other.npy", (labels == 0).astype(np.uint8) * 255)
+    (frame,) = find_frames(tmp_path)
+    assert frame.name == "phase_001"
+    _, rebuilt = frame.load()
+    assert rebuilt.max() == 2 and np.array_equal(rebuilt > 0, labels > 0)
+
+
+def test_bacteria_layout_on_real_data():
+    root = shared("bacteria-phase")
+    (frame,) = find_frames(root)
+    image, labels = frame.load()
+    assert image.dtype == np.uint16 and labels.max() > 400
+
+
+def test_gowt1_reads_with_lzw():
+    frames = find_frames(shared("gowt1"))
+    assert len(frames) == 4
+    image, labels = frames[0].load()
+    assert image.dtype == np.uint8 and image.shape == labels.shape == (1024, 1024)
+
+
+def test_percentile_normalize():
+    image = np.arange(1000, dtype=np.uint16).reshape(10, 100)
+    out = percentile_normalize(image, 1, 99)
+    assert out.dtype == np.float32
+    assert np.isclose(np.percentile(out, 1), 0, atol=1e-6) and np.isclose(np.percentile(out, 99), 1, atol=1e-6)
+
+
+# -- errors a user sees, one line each, naming the file ---------------------------------
+
+
+def setup_error(root, **kwargs) -> str:
+    with pytest.raises(CellsegError) as err:
+        CellDataModule(str(root), **kwargs).setup()
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_error_missing_root(tmp_path):
+    assert "data folder not found" in setup_error(tmp_path / "nope")
+
+
+def test_error_no_pairs(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", np.ones((64, 64), np.uint8))
+    tifffile.imwrite(tmp_path / "masks" / "b.tif", np.ones((64, 64), np.uint8))
+    assert "no image/mask pairs" in setup_error(tmp_path)
+
+
+def test_error_shape_mismatch(tmp_path):
+    root = write_instance_folder(tmp_path / "d")
+    tifffile.imwrite(root / "masks" / "f1.tif", np.ones((100, 90), np.uint16))
+    message = setup_error(root, crop_size=64)
+    assert "f1.tif" in message and "does not match" in message
+
+
+def test_error_constant_image(tmp_path):
+    root = write_instance_folder(tmp_path / "d")
+    tifffile.imwrite(root / "images" / "f2.tif", np.full((256, 256), 7, np.uint16))
+    message = setup_error(root, crop_size=64)
+    assert "f2.tif" in message and "constant" in message
+
+
+def test_error_empty_image(tmp_path):
+    root = write_instance_folder(tmp_path / "d")
+    np.save(root / "images" / "f0.npy", np.zeros((0, 0), np.uint8))
+    (root / "images" / "f0.tif").unlink()
+    message = setup_error(root, crop_size=64)
+    assert "f0.npy" in message and "empty" in message
+
+
+def test_error_wrong_dtype(tmp_path):
+    root = write_instance_folder(tmp_path / "d")
+    np.save(root / "images" / "f0.npy", np.ones((256, 256), bool))
+    (root / "images" / "f0.tif").unlink()
+    assert "dtype bool" in setup_error(root, crop_size=64)
+
+
+def test_error_image_smaller_than_crop(tmp_path):
+    root = write_instance_folder(tmp_path / "d", size=128)
+    message = setup_error(root, crop_size=256)
+    assert "smaller than data.crop_size=256" in message and "f0.tif" in message
+
+
+def test_error_single_frame_needs_region(tmp_path):
+    root = write_instance_folder(tmp_path / "d", n=1)
+    assert "data.val_region" in setup_error(root, crop_size=64)

@@ -1,0 +1,65 @@
+"""Networks, encoder weights and the edge-weighted loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import googlenet
+
+from cellseg.errors import CellsegError
+from cellseg.models.losses import EdgeWeightedBCE
+from cellseg.models.nets.encoder import GoogLeNetEncoder
+from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
+from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
+
+
+@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip])
+@pytest.mark.parametrize("size", [(64, 64), (70, 45), (96, 160)])
+def test_any_input_size_gives_full_resolution(net_class, size):
+    net = net_class().eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, *size)).shape == (2, 2, *size)
+
+
+def test_encoder_reaches_stride_32_with_1024_channels():
+    features = GoogLeNetEncoder().eval()(torch.zeros(1, 1, 128, 96))
+    assert features["s32"].shape == (1, 1024, 4, 3)
+    assert features["stem"].shape == (1, 64, 64, 48)
+
+
+def test_encoder_loads_local_weights_and_sums_rgb(tmp_path):
+    reference = googlenet(weights=None, aux_logits=False, init_weights=True)
+    torch.save(reference.state_dict(), tmp_path / "googlenet.pth")
+    encoder = GoogLeNetEncoder(in_channels=1, weights=str(tmp_path / "googlenet.pth"))
+    expected = reference.conv1.conv.weight.sum(1, keepdim=True)
+    assert torch.allclose(encoder.stages["stem"][0].conv.weight, expected)
+    assert torch.equal(encoder.stages["s32"][2].branch1.conv.weight, reference.inception5b.branch1.conv.weight)
+
+
+def test_encoder_weights_errors(tmp_path):
+    with pytest.raises(CellsegError, match="encoder weights not found"):
+        GoogLeNetEncoder(weights=str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(CellsegError, match="not a readable torch state dict"):
+        GoogLeNetEncoder(weights=str(tmp_path / "junk.pth"))
+
+
+def test_edge_errors_cost_edge_weight_times_more():
+    target = torch.zeros(1, 2, 4, 4)
+    target[0, 1, 0, 0] = 1  # one edge pixel
+    logits = torch.zeros(1, 2, 4, 4)
+    border, valid = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    plain = EdgeWeightedBCE(edge_weight=1)(logits, target, border, valid)
+    weighted = EdgeWeightedBCE(edge_weight=10)(logits, target, border, valid)
+    # 16 pixels x 2 channels all at log(2); the edge pixel's two terms count 10x
+    assert weighted / plain == pytest.approx((30 + 2 * 10) / 32)
+
+
+def test_invalid_pixels_are_ignored():
+    target = torch.zeros(1, 2, 4, 4)
+    logits = torch.full((1, 2, 4, 4), -5.0)
+    logits[..., 0, :] = 5.0  # wrong, but only on the ignored row
+    valid = torch.ones(1, 4, 4)
+    valid[:, 0] = 0
+    loss = EdgeWeightedBCE()(logits, target, torch.zeros(1, 4, 4), valid)
+    assert loss < 0.01
