@@ -1,4 +1,4 @@
-"""The tasks behind the entry points: ``train(cfg)`` (``predict(cfg)`` follows)."""
+"""The tasks behind the entry points: ``train(cfg)`` and ``predict(cfg)``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
+from cellseg.inference.predictor import Predictor
+from cellseg.inference.run import PredictionRun, RunStats, default_output, find_inputs
 from cellseg.models.module import CellSegModule
 from cellseg.utils.instantiate import instantiate_group
 
@@ -96,3 +98,31 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         print(f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; {where}")
     return best
+
+
+def predict(cfg: DictConfig) -> RunStats:
+    """Segment ``cfg.input`` with the checkpoint ``cfg.ckpt``; write results to ``cfg.output``."""
+    inputs = find_inputs(str(cfg.input))
+    out_dir = Path(cfg.output) if cfg.output else default_output(str(cfg.input), inputs)
+    predictor = Predictor(
+        cfg.ckpt,
+        device=cfg.device,
+        precision=cfg.precision,
+        tile=cfg.tile,
+        overlap=cfg.overlap,
+        batch_size=cfg.batch_size,
+        tta=cfg.tta,
+        norm=_plain(cfg.norm),
+        threshold=cfg.threshold,
+        postprocess={"method": cfg.postprocess, "min_size": cfg.min_size, "h": cfg.h},
+    )
+    run = PredictionRun(predictor, out_dir, cfg.save_prob, cfg.save_overlay, cfg.overwrite)
+    stats = run.run(inputs)
+    per_frame = stats.seconds / max(stats.frames, 1)
+    print(
+        f"{stats.images} images ({stats.frames} frames) segmented, {stats.cells} cells, "
+        f"{per_frame:.2f} s per frame; results in {out_dir}"
+    )
+    if stats.failed:
+        raise CellsegError(f"{len(stats.failed)} of {len(inputs)} inputs failed (reported above); the others are done")
+    return stats

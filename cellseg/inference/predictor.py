@@ -1,0 +1,114 @@
+"""From a checkpoint to probabilities and instance labels for raw frames."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+
+from cellseg.checkpoint import load_checkpoint
+from cellseg.data.normalize import percentile_normalize
+from cellseg.errors import CellsegError
+from cellseg.inference.tiling import predict_tiled
+from cellseg.postprocess import probabilities_to_labels
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CellsegError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: ``auto`` is bf16 where the hardware computes it natively, else fp32 (CPU)
+    or fp16 (GPU)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise CellsegError(f"precision={precision!r}; use auto, fp32 or bf16")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+class Predictor:
+    """A trained network with everything needed to use it on raw frames.
+
+    Args:
+        ckpt: path to a checkpoint written by ``train.py``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        precision: ``auto``, ``fp32`` or ``bf16``.
+        tile, overlap, batch_size: tiled inference (tile and overlap in px).
+        tta: average over the 4 flips (test-time augmentation).
+        norm: override of the checkpoint's percentile normalization (``low``/``high``).
+        threshold: override of the checkpoint's probability threshold.
+        postprocess: override of the checkpoint's post-processing options.
+    """
+
+    def __init__(
+        self,
+        ckpt: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: int = 1024,
+        overlap: int = 128,
+        batch_size: int = 1,
+        tta: bool = False,
+        norm: dict | None = None,
+        threshold: float | None = None,
+        postprocess: dict | None = None,
+    ):
+        checkpoint = load_checkpoint(ckpt)
+        hparams = checkpoint["hyper_parameters"]
+        self.device = resolve_device(device)
+        self.autocast = resolve_precision(precision, self.device)
+        self.net = self._build_net(ckpt, hparams["net"], checkpoint["state_dict"])
+        saved_norm = hparams["data"]["norm"]
+        self.norm = {k: v if v is not None else saved_norm[k] for k, v in {**saved_norm, **(norm or {})}.items()}
+        self.threshold = float(threshold if threshold is not None else checkpoint["state_dict"]["threshold"])
+        self.postprocess = {**hparams["postprocess"], **{k: v for k, v in (postprocess or {}).items() if v is not None}}
+        self.tile, self.overlap, self.batch_size, self.tta = tile, overlap, batch_size, tta
+        if tile % 32 or overlap >= tile:
+            raise CellsegError(f"tile={tile}, overlap={overlap}: tile must be a multiple of 32 and exceed overlap")
+
+    def _build_net(self, ckpt, net_cfg: dict, state_dict: dict) -> torch.nn.Module:
+        net = instantiate({**net_cfg, "encoder_weights": None})
+        weights = {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError as err:
+            raise CellsegError(
+                f"{ckpt}: weights do not fit {net_cfg['_target_']} ({str(err).splitlines()[0][:150]})"
+            ) from err
+        return net.eval().to(self.device, memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> np.ndarray:
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        context = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
+        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta else [()]
+        total = None
+        with context:
+            for dims in flips:
+                x = batch.flip(dims) if dims else batch
+                prob = torch.sigmoid(self.net(x).float())
+                prob = prob.flip(dims) if dims else prob
+                total = prob if total is None else total + prob
+        return (total / len(flips)).cpu().numpy()
+
+    def probabilities(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """(2, H, W) float32 interior and edge probabilities of one raw 2-D frame."""
+        normalized = percentile_normalize(image, self.norm["low"], self.norm["high"], name)
+        return predict_tiled(self._forward, normalized, self.tile, self.overlap, self.batch_size)
+
+    def labels(self, prob: np.ndarray) -> np.ndarray:
+        """Instance labels from probabilities, with this predictor's threshold and options."""
+        return probabilities_to_labels(prob, self.threshold, **self.postprocess)

@@ -1,0 +1,184 @@
+"""Run a predictor over files, folders, globs and stacks; write labels, probabilities,
+overlays and one measurements table."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import tifffile
+from rich.progress import Progress
+
+from cellseg.data.io import as_2d, is_image_file, read_image
+from cellseg.data.normalize import percentile_normalize
+from cellseg.errors import CellsegError
+from cellseg.inference.predictor import Predictor
+from cellseg.measure import COLUMNS, measure
+from cellseg.visualize import outline_overlay
+
+
+def find_inputs(spec: str) -> list[Path]:
+    """Files named by ``spec``: one file, every image in a folder, or a glob."""
+    path = Path(spec)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+        if not found:
+            raise CellsegError(f"{path}: no supported images (.tif, .tiff, .png, .npy) in this folder")
+        return found
+    if path.is_file():
+        return [path]
+    if glob.has_magic(spec):
+        found = sorted(Path(p) for p in glob.glob(spec) if is_image_file(Path(p)))
+        if found:
+            return found
+        raise CellsegError(f"{spec}: no supported images match this pattern")
+    raise CellsegError(f"{spec}: input not found; pass input=FILE, FOLDER or a quoted glob")
+
+
+def default_output(spec: str, inputs: list[Path]) -> Path:
+    """``cellseg_out/`` inside an input folder, else beside the input files."""
+    path = Path(spec)
+    return (path if path.is_dir() else inputs[0].parent) / "cellseg_out"
+
+
+def as_frames(image: np.ndarray, path: Path) -> np.ndarray:
+    """(T, Y, X) frames of a single image or a multi-page stack."""
+    squeezed = np.squeeze(image)
+    if squeezed.ndim == 3 and squeezed.shape[-1] not in (3, 4):
+        return squeezed
+    return as_2d(image, path)[None]
+
+
+@dataclass
+class Outputs:
+    """Where one input's results go."""
+
+    labels: Path
+    prob: Path
+    overlays: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def for_input(cls, out_dir: Path, stem: str, n_frames: int) -> Outputs:
+        overlays = (
+            [out_dir / f"{stem}_overlay.png"]
+            if n_frames == 1
+            else [out_dir / f"{stem}_t{t:03d}_overlay.png" for t in range(n_frames)]
+        )
+        return cls(out_dir / f"{stem}_labels.tif", out_dir / f"{stem}_prob.tif", overlays)
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+
+
+@dataclass
+class RunStats:
+    """What the summary line reports."""
+
+    images: int = 0
+    frames: int = 0
+    cells: int = 0
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+
+class PredictionRun:
+    """Segment every input with one predictor; files appear only when complete."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        out_dir: Path,
+        save_prob: bool = True,
+        save_overlay: bool = True,
+        overwrite: bool = False,
+    ):
+        self.predictor = predictor
+        self.out_dir = out_dir
+        self.save_prob = save_prob
+        self.save_overlay = save_overlay
+        self.overwrite = overwrite
+        self.stats = RunStats()
+        self.tables: list[pd.DataFrame] = []
+        self.results: dict[Path, np.ndarray] = {}  # labels per input, for evaluation
+
+    def prepare(self) -> Path:
+        """Create the output folder, check it is writable; return the measurements path."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / ".cellseg_write_test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise CellsegError(f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR")
+        table = self.out_dir / "measurements.csv"
+        if table.exists() and not self.overwrite:
+            raise CellsegError(f"{table}: exists already; pass overwrite=true or choose another output=DIR")
+        return table
+
+    def run(self, inputs: list[Path], keep_labels: bool = False) -> RunStats:
+        """Process all inputs; one that fails is reported on stderr and skipped."""
+        table = self.prepare()
+        with Progress(transient=True, disable=len(inputs) < 2) as progress:
+            task = progress.add_task("segmenting", total=len(inputs))
+            for path in inputs:
+                try:
+                    labels = self.process(path)
+                    if keep_labels:
+                        self.results[path] = labels
+                except CellsegError as err:
+                    print(f"cellseg: error: {err}", file=sys.stderr)
+                    self.stats.failed.append(str(path))
+                progress.advance(task)
+        frame = pd.concat(self.tables) if self.tables else pd.DataFrame(columns=COLUMNS)
+        tmp = table.with_suffix(".csv.tmp")
+        frame.to_csv(tmp, index=False)
+        _commit(tmp, table)
+        return self.stats
+
+    def process(self, path: Path) -> np.ndarray:
+        """Segment one file (all its frames); return its labels (T, Y, X)."""
+        frames = as_frames(read_image(path), path)
+        outputs = Outputs.for_input(self.out_dir, path.stem, len(frames))
+        planned = [outputs.labels, *(outputs.overlays if self.save_overlay else [])]
+        planned += [outputs.prob] if self.save_prob else []
+        existing = [p for p in planned if p.exists()]
+        if existing and not self.overwrite:
+            raise CellsegError(f"{existing[0]}: exists already; pass overwrite=true to replace it")
+        start = time.perf_counter()
+        all_labels = []
+        tmp_labels, tmp_prob = outputs.labels.with_suffix(".tmp"), outputs.prob.with_suffix(".tmp")
+        with tifffile.TiffWriter(tmp_labels) as label_file:
+            prob_file = tifffile.TiffWriter(tmp_prob) if self.save_prob else None
+            try:
+                for index, raw in enumerate(frames):
+                    name = f"{path}" if len(frames) == 1 else f"{path} frame {index}"
+                    prob = self.predictor.probabilities(raw, name)
+                    labels = self.predictor.labels(prob)
+                    label_file.write(labels, compression="zlib", photometric="minisblack")
+                    if prob_file is not None:
+                        cell_prob = np.clip(prob[0] + prob[1], 0, 1).astype(np.float16)
+                        prob_file.write(cell_prob, compression="zlib", photometric="minisblack")
+                    if self.save_overlay:
+                        norm = percentile_normalize(raw, 1, 99.8, name)
+                        iio.imwrite(outputs.overlays[index], outline_overlay(norm, labels))
+                    self.tables.append(measure(labels, raw, path.name, index))
+                    self.stats.cells += int(labels.max())
+                    all_labels.append(labels)
+            finally:
+                if prob_file is not None:
+                    prob_file.close()
+        _commit(tmp_labels, outputs.labels)
+        if self.save_prob:
+            _commit(tmp_prob, outputs.prob)
+        self.stats.images += 1
+        self.stats.frames += len(frames)
+        self.stats.seconds += time.perf_counter() - start
+        return np.stack(all_labels)

@@ -1,0 +1,26 @@
+"""Pictures for a quick look: cell outlines over the image, error maps, ROC curves."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
+    np.uint8,
+)  # fmt: skip
+
+
+def grey_rgb(normalized: np.ndarray) -> np.ndarray:
+    """A normalized (0..1) image as uint8 RGB."""
+    grey = (np.clip(normalized, 0, 1) * 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def outline_overlay(normalized: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The image in grey with each cell's outline in a colour of its own."""
+    rgb = grey_rgb(normalized)
+    edge = find_boundaries(labels, mode="inner")
+    rgb[edge] = PALETTE[labels[edge] % len(PALETTE)]
+    return rgb
