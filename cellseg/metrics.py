@@ -131,6 +131,36 @@ def instance_counts(gt: np.ndarray, pred: np.ndarray) -> InstanceCounts:
     return counts
 
 
+ERROR_KINDS = ("false_positives", "misses", "merges", "splits")
+
+
+def error_kinds(gt: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Label ids of each kind of error, judged at IoU 0.5.
+
+    ``merges``: predicted objects holding more than half of two or more reference cells.
+    ``splits``: reference cells holding more than half of two or more predicted objects.
+    ``false_positives`` / ``misses``: unmatched predicted / reference objects that are
+    not part of a merge or a split.
+    """
+    gt_ids, pred_ids = np.unique(gt[gt > 0]), np.unique(pred[pred > 0])
+    table, gt_area, pred_area = _overlaps(gt, pred)
+    inter, gt_area, pred_area = table[1:, 1:], gt_area[1:], pred_area[1:]
+    union = gt_area[:, None] + pred_area[None, :] - inter
+    matched = inter / np.maximum(union, 1) >= 0.5
+    gt_in_pred = inter > 0.5 * gt_area[:, None]  # reference cell mostly inside a prediction
+    pred_in_gt = inter > 0.5 * pred_area[None, :]  # prediction mostly inside a reference cell
+    merge = gt_in_pred.sum(0) >= 2
+    split = pred_in_gt.sum(1) >= 2
+    merged_gt = (gt_in_pred & merge[None, :]).any(1)
+    split_pred = (pred_in_gt & split[:, None]).any(0)
+    return {
+        "false_positives": pred_ids[~matched.any(0) & ~merge & ~split_pred],
+        "misses": gt_ids[~matched.any(1) & ~split & ~merged_gt],
+        "merges": pred_ids[merge],
+        "splits": gt_ids[split],
+    }
+
+
 def instance_metrics(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """The summary of :func:`instance_counts` for one image."""
     return instance_counts(gt, pred).summary()

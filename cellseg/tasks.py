@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
+from cellseg.evaluate import Evaluator
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import PredictionRun, RunStats, default_output, find_inputs
 from cellseg.models.module import CellSegModule
@@ -69,9 +72,39 @@ def _check_launch(cfg: DictConfig) -> None:
             )
 
 
+def _name_sweep_job(cfg: DictConfig) -> None:
+    """In a multirun, group W&B runs by sweep and tag each with its overrides."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or not cfg.get("logger") or "wandb" not in cfg.logger:
+        return
+    overrides = list(hydra_cfg.overrides.task)
+    with open_dict(cfg):
+        cfg.logger.wandb.group = f"{cfg.task_name}-{Path(hydra_cfg.sweep.dir).name}"
+        cfg.logger.wandb.name = f"{hydra_cfg.job.num}: {' '.join(overrides)}"[:120]
+        cfg.logger.wandb.tags = [*cfg.logger.wandb.tags, *(o[:64] for o in overrides)]
+
+
+def _write_result(cfg: DictConfig, history: Path) -> dict:
+    """``result.json`` in the run folder: the validation at the best monitored value."""
+    rows = pd.read_csv(history) if history.is_file() else pd.DataFrame()
+    best = {}
+    if cfg.monitor.metric in rows:
+        pick = rows[cfg.monitor.metric].idxmax() if cfg.monitor.mode == "max" else rows[cfg.monitor.metric].idxmin()
+        best = {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.loc[pick].items()}
+    result = {
+        "metric": cfg.monitor.metric,
+        "best": best,
+        "overrides": list(HydraConfig.get().overrides.task),
+        "run_dir": cfg.paths.output_dir,
+    }
+    (Path(cfg.paths.output_dir) / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train, checkpoint and validate; return the best value of ``cfg.monitor.metric``."""
     _check_launch(cfg)
+    _name_sweep_job(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -83,6 +116,8 @@ def train(cfg: DictConfig) -> float | None:
     for logger in loggers:
         logger.log_hyperparams(_plain(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.is_global_zero:
+        _write_result(cfg, Path(cfg.paths.output_dir) / "validation.csv")
 
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     best_cb = next((c for c in checkpoints if c.monitor == cfg.monitor.metric), None)
@@ -114,15 +149,27 @@ def predict(cfg: DictConfig) -> RunStats:
         tta=cfg.tta,
         norm=_plain(cfg.norm),
         threshold=cfg.threshold,
-        postprocess={"method": cfg.postprocess, "min_size": cfg.min_size, "h": cfg.h},
+        postprocess={
+            **(_plain(cfg.postprocess) if cfg.get("postprocess") else {}),
+            "min_size": cfg.min_size,
+            "h": cfg.h,
+        },
     )
-    run = PredictionRun(predictor, out_dir, cfg.save_prob, cfg.save_overlay, cfg.overwrite)
+    evaluator = Evaluator(cfg.gt, out_dir, predictor.edge_width, predictor.val_roc) if cfg.gt else None
+    run = PredictionRun(predictor, out_dir, cfg.save_prob, cfg.save_overlay, cfg.overwrite, evaluator)
     stats = run.run(inputs)
     per_frame = stats.seconds / max(stats.frames, 1)
     print(
         f"{stats.images} images ({stats.frames} frames) segmented, {stats.cells} cells, "
         f"{per_frame:.2f} s per frame; results in {out_dir}"
     )
+    if stats.metrics:
+        m = stats.metrics
+        print(
+            f"vs ground truth: SEG {m['seg']:.3f}, AP50 {m['ap50']:.3f}, AP {m['ap']:.3f}, AUC {m['auc']:.4f}; "
+            f"{m['merges']} merges, {m['splits']} splits, {m['false_positives']} false positives, "
+            f"{m['misses']} misses (metrics.json, roc.png, *_errors.png)"
+        )
     if stats.failed:
         raise CellsegError(f"{len(stats.failed)} of {len(inputs)} inputs failed (reported above); the others are done")
     return stats

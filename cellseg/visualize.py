@@ -24,3 +24,31 @@ def outline_overlay(normalized: np.ndarray, labels: np.ndarray) -> np.ndarray:
     edge = find_boundaries(labels, mode="inner")
     rgb[edge] = PALETTE[labels[edge] % len(PALETTE)]
     return rgb
+
+
+ERROR_COLOURS = {
+    "correct": (60, 200, 75),
+    "false_positives": (230, 25, 75),
+    "misses": (0, 130, 255),
+    "merges": (255, 150, 0),
+    "splits": (240, 50, 230),
+}
+
+
+def error_overlay(
+    normalized: np.ndarray, truth: np.ndarray, pred: np.ndarray, errors: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Predicted outlines coloured by verdict; missed and split reference cells outlined.
+
+    Green: correct; red: false positive; orange: merge; magenta: split (the reference
+    cell's outline); blue: miss (the reference cell's outline).
+    """
+    rgb = grey_rgb(normalized)
+    pred_edge = find_boundaries(pred, mode="inner")
+    rgb[pred_edge] = ERROR_COLOURS["correct"]
+    for kind, source in (("false_positives", pred), ("merges", pred), ("misses", truth), ("splits", truth)):
+        ids = errors[kind]
+        if ids.size:
+            mask = np.isin(source, ids)
+            rgb[find_boundaries(np.where(mask, source, 0), mode="inner")] = ERROR_COLOURS[kind]
+    return rgb

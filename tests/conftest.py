@@ -77,3 +77,23 @@ def train_run(overrides: list[str], out_dir: Path) -> float | None:
         return train(cfg)
     finally:
         finish_wandb()
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory) -> Path:
+    """A model trained briefly on synthetic frames, shared by the prediction tests."""
+    root = generate(tmp_path_factory.mktemp("synthetic_train"), n_frames=4, size=256, seed=2)
+    out = tmp_path_factory.mktemp("trained")
+    train_run(
+        [
+            f"data.root={root}",
+            "data.val_frames=[syn_003]",
+            "data.crop_size=128",
+            "data.batch_size=8",
+            "data.samples_per_epoch=400",
+            "trainer.max_steps=150",
+            "logger=csv",
+        ],
+        out,
+    )
+    return out / "checkpoints" / "best.ckpt"

@@ -74,8 +74,12 @@ class Predictor:
         saved_norm = hparams["data"]["norm"]
         self.norm = {k: v if v is not None else saved_norm[k] for k, v in {**saved_norm, **(norm or {})}.items()}
         self.threshold = float(threshold if threshold is not None else checkpoint["state_dict"]["threshold"])
-        self.postprocess = {**hparams["postprocess"], **{k: v for k, v in (postprocess or {}).items() if v is not None}}
+        overrides = {k: v for k, v in (postprocess or {}).items() if v is not None}
+        self.postprocess = {"expand": hparams["data"]["edge_width"], **hparams["postprocess"], **overrides}
         self.tile, self.overlap, self.batch_size, self.tta = tile, overlap, batch_size, tta
+        self.edge_width = int(hparams["data"]["edge_width"])
+        roc = checkpoint["state_dict"].get("roc_curve")
+        self.val_roc = roc.numpy() if roc is not None and roc.abs().sum() > 0 else None
         if tile % 32 or overlap >= tile:
             raise CellsegError(f"tile={tile}, overlap={overlap}: tile must be a multiple of 32 and exceed overlap")
 

@@ -19,6 +19,7 @@ from rich.progress import Progress
 from cellseg.data.io import as_2d, is_image_file, read_image
 from cellseg.data.normalize import percentile_normalize
 from cellseg.errors import CellsegError
+from cellseg.evaluate import Evaluator
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
 from cellseg.visualize import outline_overlay
@@ -87,6 +88,7 @@ class RunStats:
     cells: int = 0
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
+    metrics: dict | None = None  # with ground truth: the overall evaluation
 
 
 class PredictionRun:
@@ -99,15 +101,16 @@ class PredictionRun:
         save_prob: bool = True,
         save_overlay: bool = True,
         overwrite: bool = False,
+        evaluator: Evaluator | None = None,
     ):
         self.predictor = predictor
+        self.evaluator = evaluator
         self.out_dir = out_dir
         self.save_prob = save_prob
         self.save_overlay = save_overlay
         self.overwrite = overwrite
         self.stats = RunStats()
         self.tables: list[pd.DataFrame] = []
-        self.results: dict[Path, np.ndarray] = {}  # labels per input, for evaluation
 
     def prepare(self) -> Path:
         """Create the output folder, check it is writable; return the measurements path."""
@@ -117,22 +120,22 @@ class PredictionRun:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
-            raise CellsegError(f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR")
+            raise CellsegError(
+                f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR"
+            ) from err
         table = self.out_dir / "measurements.csv"
         if table.exists() and not self.overwrite:
             raise CellsegError(f"{table}: exists already; pass overwrite=true or choose another output=DIR")
         return table
 
-    def run(self, inputs: list[Path], keep_labels: bool = False) -> RunStats:
+    def run(self, inputs: list[Path]) -> RunStats:
         """Process all inputs; one that fails is reported on stderr and skipped."""
         table = self.prepare()
         with Progress(transient=True, disable=len(inputs) < 2) as progress:
             task = progress.add_task("segmenting", total=len(inputs))
             for path in inputs:
                 try:
-                    labels = self.process(path)
-                    if keep_labels:
-                        self.results[path] = labels
+                    self.process(path)
                 except CellsegError as err:
                     print(f"cellseg: error: {err}", file=sys.stderr)
                     self.stats.failed.append(str(path))
@@ -141,11 +144,14 @@ class PredictionRun:
         tmp = table.with_suffix(".csv.tmp")
         frame.to_csv(tmp, index=False)
         _commit(tmp, table)
+        if self.evaluator is not None and self.stats.images:
+            self.stats.metrics = self.evaluator.finish()
         return self.stats
 
-    def process(self, path: Path) -> np.ndarray:
-        """Segment one file (all its frames); return its labels (T, Y, X)."""
+    def process(self, path: Path) -> None:
+        """Segment one file (all its frames)."""
         frames = as_frames(read_image(path), path)
+        truth = self.evaluator.masks_for(path, len(frames), frames.shape[1:]) if self.evaluator else None
         outputs = Outputs.for_input(self.out_dir, path.stem, len(frames))
         planned = [outputs.labels, *(outputs.overlays if self.save_overlay else [])]
         planned += [outputs.prob] if self.save_prob else []
@@ -153,7 +159,6 @@ class PredictionRun:
         if existing and not self.overwrite:
             raise CellsegError(f"{existing[0]}: exists already; pass overwrite=true to replace it")
         start = time.perf_counter()
-        all_labels = []
         tmp_labels, tmp_prob = outputs.labels.with_suffix(".tmp"), outputs.prob.with_suffix(".tmp")
         with tifffile.TiffWriter(tmp_labels) as label_file:
             prob_file = tifffile.TiffWriter(tmp_prob) if self.save_prob else None
@@ -171,7 +176,9 @@ class PredictionRun:
                         iio.imwrite(outputs.overlays[index], outline_overlay(norm, labels))
                     self.tables.append(measure(labels, raw, path.name, index))
                     self.stats.cells += int(labels.max())
-                    all_labels.append(labels)
+                    if truth is not None:
+                        stem = path.stem if len(frames) == 1 else f"{path.stem}_t{index:03d}"
+                        self.evaluator.add(stem, raw, truth[index], prob, labels)
             finally:
                 if prob_file is not None:
                     prob_file.close()
@@ -181,4 +188,3 @@ class PredictionRun:
         self.stats.images += 1
         self.stats.frames += len(frames)
         self.stats.seconds += time.perf_counter() - start
-        return np.stack(all_labels)

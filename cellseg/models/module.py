@@ -58,6 +58,7 @@ class CellSegModule(L.LightningModule):
         self.net.to(memory_format=torch.channels_last)
         self.criterion = EdgeWeightedBCE(**loss)
         self.register_buffer("threshold", torch.tensor(0.5))
+        self.register_buffer("roc_curve", torch.zeros(2, ROC_BINS))  # validation (fpr, tpr)
         self.val_roc = BinaryROC(thresholds=ROC_BINS)
         self._val_outputs: list[tuple[np.ndarray, np.ndarray]] = []
         self._val_positives = torch.zeros(2, dtype=torch.float64)
@@ -70,6 +71,7 @@ class CellSegModule(L.LightningModule):
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["target"], batch["border"], batch["valid"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -96,7 +98,7 @@ class CellSegModule(L.LightningModule):
         self.threshold.fill_(threshold)
         counts = metrics.InstanceCounts()
         for prob, labels in self._val_outputs:
-            pred = probabilities_to_labels(prob, threshold, **self.hparams.postprocess)
+            pred = probabilities_to_labels(prob, threshold, **self.postprocess_options)
             counts = counts + metrics.instance_counts(labels, pred)
         vector = torch.as_tensor(counts.as_vector(), dtype=torch.float64, device=self.device)
         counts = metrics.InstanceCounts.from_vector(self.trainer.strategy.reduce(vector, reduce_op="sum").cpu().numpy())
@@ -109,8 +111,13 @@ class CellSegModule(L.LightningModule):
             },
             sync_dist=False,
         )
-        self.roc = (fpr.cpu(), tpr.cpu())
+        self.roc_curve.copy_(torch.stack([fpr, tpr]).to(self.roc_curve))
         self._val_outputs = []
+
+    @property
+    def postprocess_options(self) -> dict:
+        """Post-processing options; cells grow back over an edge band as wide as in training."""
+        return {"expand": self.hparams.data["edge_width"], **self.hparams.postprocess}
 
     def configure_optimizers(self) -> dict:
         world = self.trainer.world_size if self._trainer is not None else 1

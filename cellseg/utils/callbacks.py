@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import lightning as L
+import pandas as pd
 from lightning.pytorch.callbacks import Callback
 
 
@@ -17,3 +21,36 @@ class ValidateOnStop(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
+
+
+class ValidationHistory(Callback):
+    """Write every validation's metrics, with step and elapsed seconds, to ``validation.csv``.
+
+    The run's summary (``result.json``) and sweep tables are read from this file, so they
+    do not depend on which logger was chosen.
+    """
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.start = time.monotonic()
+        self.rows: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict["rows"])
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        already = self.rows[-1]["elapsed_s"] if self.rows else 0.0
+        self.start = time.monotonic() - already
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        row = {"step": trainer.global_step, "epoch": trainer.current_epoch,
+               "elapsed_s": round(time.monotonic() - self.start, 1), **metrics}  # fmt: skip
+        self.rows.append(row)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(self.rows).to_csv(self.path, index=False)

@@ -1,0 +1,100 @@
+"""Evaluation against ground truth on demand: ``predict.py ... gt=MASKS``.
+
+Writes ``metrics.json`` (per image and overall), ``roc.png`` (the pixel ROC on these
+images next to the validation ROC stored in the checkpoint, as in the seed's figure) and
+``<stem>_errors.png`` (false positives, misses, merges and splits in their own colours).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import matplotlib
+import numpy as np
+import torch
+from torchmetrics.classification import BinaryROC
+
+from cellseg import metrics
+from cellseg.data.io import is_image_file, read_image
+from cellseg.data.normalize import percentile_normalize
+from cellseg.data.targets import edge_band
+from cellseg.errors import CellsegError
+from cellseg.visualize import error_overlay
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+
+MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_gt")
+
+
+def find_mask(image: Path, gt_dir: Path) -> Path:
+    """The ground-truth mask of ``image`` in ``gt_dir``: same stem (or ``_masks`` etc.)."""
+    candidates = [p for p in gt_dir.iterdir() if p.is_file() and is_image_file(p)]
+    for suffix in MASK_SUFFIXES:
+        for path in candidates:
+            if path.stem == f"{image.stem}{suffix}":
+                return path
+    raise CellsegError(f"{image}: no ground-truth mask named {image.stem}.* in {gt_dir}; masks must share its name")
+
+
+class Evaluator:
+    """Collects metrics, error maps and the pixel ROC of a prediction run."""
+
+    def __init__(self, gt_dir: str | Path, out_dir: Path, edge_width: int, val_roc: np.ndarray | None):
+        self.gt_dir = Path(gt_dir)
+        if not self.gt_dir.is_dir():
+            raise CellsegError(f"{self.gt_dir}: ground-truth folder not found; pass gt=FOLDER of masks")
+        self.out_dir = out_dir
+        self.edge_width = edge_width
+        self.val_roc = val_roc
+        self.roc = BinaryROC(thresholds=200)
+        self.per_image: dict[str, dict] = {}
+        self.counts = metrics.InstanceCounts()
+        self.errors = {key: 0 for key in metrics.ERROR_KINDS}
+
+    def masks_for(self, image: Path, n_frames: int, shape: tuple[int, int]) -> np.ndarray:
+        """Ground-truth labels (T, Y, X) of an input, checked against its frames."""
+        path = find_mask(image, self.gt_dir)
+        masks = np.squeeze(read_image(path))
+        masks = masks[None] if masks.ndim == 2 else masks
+        if masks.shape != (n_frames, *shape):
+            raise CellsegError(
+                f"{path}: mask shape {masks.shape} does not match image {image.name} "
+                f"({n_frames} frame(s) of {shape}); pair each image with its own mask"
+            )
+        if not np.issubdtype(masks.dtype, np.integer):
+            raise CellsegError(f"{path}: masks must be integer instance labels, not {masks.dtype}")
+        return masks.astype(np.int32)
+
+    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
+        """Score one frame and write its error overlay."""
+        interior = (truth > 0) & ~edge_band(truth, self.edge_width)
+        self.roc.update(torch.from_numpy(prob[0]), torch.from_numpy(interior.astype(np.int64)))
+        counts = metrics.instance_counts(truth, labels)
+        errors = metrics.error_kinds(truth, labels)
+        self.counts = self.counts + counts
+        for key in self.errors:
+            self.errors[key] += int(errors[key].size)
+        self.per_image[name] = {**counts.summary(), **{k: int(v.size) for k, v in errors.items()}}
+        overlay = error_overlay(percentile_normalize(raw, 1, 99.8, name), truth, labels, errors)
+        iio.imwrite(self.out_dir / f"{name}_errors.png", overlay)
+
+    def finish(self) -> dict:
+        """Write ``metrics.json`` and ``roc.png``; return the overall metrics."""
+        fpr, tpr, _ = self.roc.compute()
+        overall = {**self.counts.summary(), **self.errors, "auc": metrics.roc_auc(fpr, tpr)}
+        report = {"overall": overall, "per_image": self.per_image}
+        (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+        figure, axis = plt.subplots(figsize=(4.5, 4.5))
+        if self.val_roc is not None:
+            axis.plot(self.val_roc[0], self.val_roc[1], label="validation (training run)")
+        axis.plot(fpr.numpy(), tpr.numpy(), label=f"these images (AUC {overall['auc']:.3f})")
+        axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+        axis.set(xlabel="false positive rate", ylabel="true positive rate", title="pixel ROC, cell interior")
+        axis.legend(loc="lower right")
+        figure.tight_layout()
+        figure.savefig(self.out_dir / "roc.png", dpi=120)
+        plt.close(figure)
+        return overall

@@ -1,0 +1,245 @@
+"""predict.py end to end: round trip, stacks, tiling, post-processing, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cellseg import metrics
+from cellseg.data.synthetic import synthetic_frame
+from cellseg.errors import CellsegError
+from cellseg.inference.predictor import Predictor
+from cellseg.inference.tiling import predict_tiled, tile_starts
+from cellseg.postprocess import probabilities_to_labels
+
+from .conftest import ROOT, compose_cfg
+
+
+def predict_run(ckpt, input_path, out_dir, *extra):
+    from cellseg.tasks import predict
+
+    cfg = compose_cfg([f"ckpt={ckpt}", f"input={input_path}", f"output={out_dir}", *extra], config_name="predict")
+    return predict(cfg)
+
+
+@pytest.fixture(scope="module")
+def frame_and_truth():
+    return synthetic_frame(np.random.default_rng(99), 256)
+
+
+@pytest.mark.slow
+def test_round_trip_on_synthetic(trained_ckpt, frame_and_truth, tmp_path):
+    image, truth = frame_and_truth
+    tifffile.imwrite(tmp_path / "frame.tif", image)
+    stats = predict_run(trained_ckpt, tmp_path / "frame.tif", tmp_path / "out")
+    labels = tifffile.imread(tmp_path / "out" / "frame_labels.tif")
+    assert labels.shape == image.shape and labels.dtype == np.uint16
+    result = metrics.instance_metrics(truth, labels)
+    assert 0.7 * truth.max() <= labels.max() <= 1.3 * truth.max(), result
+    assert result["ap50"] >= 0.6 and result["seg"] >= 0.6, result
+    assert stats.cells == labels.max()
+    table = (tmp_path / "out" / "measurements.csv").read_text().splitlines()
+    assert len(table) == 1 + labels.max()
+    assert (tmp_path / "out" / "frame_overlay.png").is_file()
+    prob = tifffile.imread(tmp_path / "out" / "frame_prob.tif")
+    assert prob.dtype == np.float16 and prob.min() >= 0 and prob.max() <= 1
+
+
+def test_stack_gives_multipage_labels_and_frames_in_csv(trained_ckpt, tmp_path):
+    import pandas as pd
+
+    stack = np.stack([synthetic_frame(np.random.default_rng(i), 128)[0] for i in range(3)])
+    tifffile.imwrite(tmp_path / "movie.tif", stack)
+    predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "out", "save_prob=false")
+    labels = tifffile.imread(tmp_path / "out" / "movie_labels.tif")
+    assert labels.shape == (3, 128, 128)
+    assert set(pd.read_csv(tmp_path / "out" / "measurements.csv")["frame"]) == {0, 1, 2}
+    assert len(list((tmp_path / "out").glob("movie_t*_overlay.png"))) == 3
+    assert not (tmp_path / "out" / "movie_prob.tif").exists()
+
+
+def test_tile_starts_cover_with_overlap():
+    starts = tile_starts(3000, 1024, 128)
+    assert starts[0] == 0 and starts[-1] == 3000 - 1024
+    assert all(b - a <= 1024 - 128 for a, b in zip(starts, starts[1:]))
+    assert tile_starts(500, 1024, 128) == [0]
+
+
+def test_blending_reproduces_a_smooth_field():
+    image = np.random.default_rng(0).random((300, 200)).astype(np.float32)
+
+    def identity(batch: torch.Tensor) -> np.ndarray:
+        return np.repeat(batch.numpy(), 2, axis=1)
+
+    out = predict_tiled(identity, image, tile=64, overlap=16, batch_size=3)
+    assert np.allclose(out[0], image, atol=1e-5) and np.allclose(out[1], image, atol=1e-5)
+
+
+def seam_cuts(labels: np.ndarray, seam: int, axis: int) -> int:
+    """Pixel pairs across the line before ``seam`` that lie in two different cells."""
+    first, second = np.take(labels, seam - 1, axis=axis), np.take(labels, seam, axis=axis)
+    return int(((first != second) & (first > 0) & (second > 0)).sum())
+
+
+def test_large_image_tiles_without_seams(trained_ckpt):
+    image, _ = synthetic_frame(np.random.default_rng(5), (2000, 3000))
+    tiled = Predictor(trained_ckpt, device="cpu", precision="fp32", tile=512, overlap=96, batch_size=2)
+    whole = Predictor(trained_ckpt, device="cpu", precision="fp32", tile=4096, overlap=96)
+    prob_tiled = tiled.probabilities(image)
+    prob_whole = whole.probabilities(image)
+    labels_tiled, labels_whole = tiled.labels(prob_tiled), whole.labels(prob_whole)
+    assert np.abs(prob_tiled - prob_whole).mean() < 0.01
+    # a cell crossing a tile border keeps one label: across every seam column and row,
+    # neighbouring cell pixels are split no more often than in the untiled prediction
+    for axis, length in ((1, 3000), (0, 2000)):
+        for start in tile_starts(length, 512, 96)[1:]:
+            seam = start + 48  # middle of the overlap
+            assert seam_cuts(labels_tiled, seam, axis) <= seam_cuts(labels_whole, seam, axis) + 2, (axis, seam)
+    assert metrics.instance_metrics(labels_whole, labels_tiled)["ap50"] > 0.95
+
+
+def touching_pair_probabilities(labels: np.ndarray) -> np.ndarray:
+    """Probabilities of a network that found the cells but missed their shared edges."""
+    cells = (labels > 0).astype(np.float32)
+    return np.stack([cells, np.zeros_like(cells)])
+
+
+def test_watershed_splits_touching_pairs_that_threshold_merges():
+    _, truth = synthetic_frame(np.random.default_rng(3), 512, touching=0.8)
+    prob = touching_pair_probabilities(truth)
+    merged = probabilities_to_labels(prob, 0.5, "threshold", min_size=15)
+    split = probabilities_to_labels(prob, 0.5, "watershed", min_size=15)
+    plain, separated = metrics.instance_metrics(truth, merged), metrics.instance_metrics(truth, split)
+    assert merged.max() < 0.8 * truth.max()  # touching pairs merged
+    assert separated["ap50"] > plain["ap50"] + 0.2, (plain, separated)
+    assert split.max() >= 0.7 * truth.max() and split.max() <= truth.max() + 2
+
+
+def test_watershed_keeps_a_cell_with_a_dim_band_whole():
+    yy, xx = np.mgrid[:80, :80]
+    cell = (yy - 40) ** 2 + (xx - 40) ** 2 < 30**2
+    interior = cell.astype(np.float32)
+    interior[38:42, :] = 0.1  # a dim band through the nucleus, with no edge evidence
+    prob = np.stack([interior, np.zeros_like(interior)])
+    assert probabilities_to_labels(prob, 0.5, "threshold").max() == 2
+    assert probabilities_to_labels(prob, 0.5, "watershed").max() == 1
+
+
+# -- bad input: one clear line, the rest of the run goes on ------------------------------
+
+
+def test_one_bad_file_in_a_folder_is_skipped(trained_ckpt, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "good.tif", synthetic_frame(np.random.default_rng(0), 128)[0])
+    (tmp_path / "in" / "broken.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(CellsegError, match="1 of 2 inputs failed"):
+        predict_run(trained_ckpt, tmp_path / "in", tmp_path / "out")
+    assert "broken.tif" in capsys.readouterr().err
+    assert (tmp_path / "out" / "good_labels.tif").is_file()
+    assert not (tmp_path / "out" / "broken_labels.tif").exists()
+
+
+def test_existing_outputs_are_kept_unless_overwrite(trained_ckpt, tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 128)[0])
+    predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out")
+    before = (tmp_path / "out" / "a_labels.tif").read_bytes()
+    with pytest.raises(CellsegError, match="exists already"):
+        predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out")
+    assert (tmp_path / "out" / "a_labels.tif").read_bytes() == before
+    predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out", "overwrite=true")
+
+
+def test_default_output_is_a_new_folder_beside_the_input(trained_ckpt, tmp_path):
+    from cellseg.tasks import predict
+
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 128)[0])
+    predict(compose_cfg([f"ckpt={trained_ckpt}", f"input={tmp_path / 'a.tif'}"], config_name="predict"))
+    assert (tmp_path / "cellseg_out" / "a_labels.tif").is_file()
+
+
+def rgb_file(path):
+    tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint8) + 5)
+
+
+def empty_file(path):
+    np.save(path, np.zeros((0, 0), np.uint8))
+
+
+def constant_file(path):
+    tifffile.imwrite(path, np.full((64, 64), 9, np.uint16))
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("rgb.tif", rgb_file, "colour image"),
+        ("empty.npy", empty_file, "empty"),
+        ("flat.tif", constant_file, "constant"),
+        ("corrupt.tif", lambda p: p.write_bytes(b"\x00" * 50), "cannot be read"),
+    ],
+)
+def test_bad_images(trained_ckpt, tmp_path, capsys, name, make, message):
+    make(tmp_path / name)
+    with pytest.raises(CellsegError):
+        predict_run(trained_ckpt, tmp_path / name, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert message in err and name in err
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("missing.tif", "input not found"), ("emptydir", "no supported images"), ("*.nothing", "input not found")],
+)
+def test_bad_input_paths(trained_ckpt, tmp_path, spec, message):
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(CellsegError, match=message):
+        predict_run(trained_ckpt, tmp_path / spec, tmp_path / "out")
+
+
+def test_bad_checkpoints(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 64)[0])
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    torch.save({"state_dict": {}, "epoch": 1}, tmp_path / "other.ckpt")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.ckpt")
+    cases = {
+        "missing.ckpt": "checkpoint not found",
+        "junk.ckpt": "corrupt or truncated",
+        "other.ckpt": "not a cellseg model checkpoint",
+        "pickled.ckpt": "refused",
+    }
+    for name, message in cases.items():
+        with pytest.raises(CellsegError, match=message):
+            predict_run(tmp_path / name, tmp_path / "a.tif", tmp_path / "out")
+
+
+def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
+    checkpoint = torch.load(trained_ckpt, weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["_target_"] = "cellseg.models.nets.googlenet_skip.GoogLeNetSkip"
+    torch.save(checkpoint, tmp_path / "mismatch.ckpt")
+    with pytest.raises(CellsegError, match="weights do not fit"):
+        Predictor(tmp_path / "mismatch.ckpt")
+
+
+def test_unwritable_output(trained_ckpt, tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 64)[0])
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CellsegError, match="cannot be written"):
+        predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "file" / "out")
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "predict.py", f"ckpt={tmp_path / 'none.ckpt'}", f"input={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("cellseg: error:")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,98 @@
+"""Multirun sweeps, W&B grouping, launchers and hardware groups, through the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+
+def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_two_job_sweep_with_wandb_offline(synthetic_overrides, tmp_path):
+    result = cli("-m", *synthetic_overrides, "loss.edge_weight=1,5", "logger=wandb", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / "checkpoints" / "best.ckpt").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
+    runs = [next((job / "wandb").glob("offline-run-*")) for job in jobs]
+    assert len({run.name.rsplit("-", 1)[-1] for run in runs}) == 2  # two distinct run ids
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert len(summary) == 2
+    assert summary["val/seg"].is_monotonic_decreasing
+    assert {"loss.edge_weight=1", "loss.edge_weight=5"} <= set(" ".join(summary["overrides"]).split())
+    assert "summary.csv" not in result.stderr  # nothing went wrong writing it
+    assert "val/seg" in result.stdout
+
+
+def test_ddp_spawn_multirun_has_one_sweep_dir(synthetic_overrides, tmp_path):
+    result = cli(
+        "-m",
+        *synthetic_overrides,
+        "hardware=ddp_spawn",
+        "loss.edge_weight=1,5",
+        "logger=csv",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 2
+
+
+def test_plain_ddp_in_a_multirun_is_refused(synthetic_overrides, tmp_path):
+    result = cli(
+        "-m", *synthetic_overrides, "hardware=ddp_spawn", "hardware.strategy=ddp", f"hydra.sweep.dir={tmp_path}"
+    )
+    assert result.returncode == 2
+    assert "use hardware=ddp_spawn" in result.stderr
+
+
+def job_config(*overrides: str) -> dict:
+    result = cli(*overrides, "--cfg", "job", "--resolve", timeout=120)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_p2_8xlarge_job_config():
+    trainer = job_config("hardware=p2_8xlarge")["trainer"]
+    assert (trainer["devices"], trainer["strategy"], trainer["sync_batchnorm"]) == (8, "ddp", True)
+
+
+def test_multinode_job_config():
+    trainer = job_config("hardware=multinode", "hardware.num_nodes=3")["trainer"]
+    assert (trainer["num_nodes"], trainer["devices"], trainer["strategy"]) == (3, 8, "ddp")
+
+
+def test_submitit_slurm_launcher_composes():
+    result = cli(
+        "-m",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.gpus_per_node=8",
+        "hydra.launcher.tasks_per_node=8",
+        "--cfg",
+        "hydra",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
+    assert "SlurmLauncher" in launcher["_target_"]
+    assert launcher["gpus_per_node"] == 8 and launcher["tasks_per_node"] == 8
+
+
+@pytest.mark.parametrize("sweep", ["mes_edge_weight"])
+def test_sweep_config_sets_multirun(sweep):
+    result = cli(f"+sweep={sweep}", "--cfg", "hydra", timeout=120)
+    assert result.returncode == 0, result.stderr
+    hydra = yaml.safe_load(result.stdout)["hydra"]
+    assert hydra["mode"] == "MULTIRUN"
+    assert "loss.edge_weight" in hydra["sweeper"]["params"]
