@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import tifffile
 
 from cellseg.data.synthetic import synthetic_frame
+from cellseg.errors import CellsegError
 
 from .conftest import compose_cfg
 
@@ -48,10 +50,8 @@ def test_mask_that_does_not_match_its_image(trained_ckpt, tmp_path, capsys):
         [f"ckpt={trained_ckpt}", f"input={tmp_path / 'a.tif'}", f"output={tmp_path / 'out'}", f"gt={tmp_path / 'gt'}"],
         config_name="predict",
     )
-    try:
+    with pytest.raises(CellsegError, match="1 of 1 inputs failed"):
         predict(cfg)
-    except Exception:
-        pass
     err = capsys.readouterr().err
     assert "does not match image a.tif" in err
     assert not (tmp_path / "out" / "a_labels.tif").exists()
