@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import imageio.v3 as iio
-import matplotlib
 import numpy as np
 import torch
 from torchmetrics.classification import BinaryROC
@@ -21,10 +20,7 @@ from cellseg.data.io import is_image_file, read_image
 from cellseg.data.normalize import percentile_normalize
 from cellseg.data.targets import edge_band
 from cellseg.errors import CellsegError
-from cellseg.visualize import error_overlay
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402
+from cellseg.visualize import error_overlay, roc_figure
 
 MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_gt")
 
@@ -87,14 +83,7 @@ class Evaluator:
         overall = {**self.counts.summary(), **self.errors, "auc": metrics.roc_auc(fpr, tpr)}
         report = {"overall": overall, "per_image": self.per_image}
         (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-        figure, axis = plt.subplots(figsize=(4.5, 4.5))
-        if self.val_roc is not None:
-            axis.plot(self.val_roc[0], self.val_roc[1], label="validation (training run)")
-        axis.plot(fpr.numpy(), tpr.numpy(), label=f"these images (AUC {overall['auc']:.3f})")
-        axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
-        axis.set(xlabel="false positive rate", ylabel="true positive rate", title="pixel ROC, cell interior")
-        axis.legend(loc="lower right")
-        figure.tight_layout()
-        figure.savefig(self.out_dir / "roc.png", dpi=120)
-        plt.close(figure)
+        curves = {} if self.val_roc is None else {"validation (training run)": tuple(self.val_roc)}
+        curves[f"these images (AUC {overall['auc']:.3f})"] = (fpr.numpy(), tpr.numpy())
+        roc_figure(curves, self.out_dir / "roc.png")
         return overall

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from skimage.segmentation import find_boundaries
 
@@ -52,3 +54,21 @@ def error_overlay(
             mask = np.isin(source, ids)
             rgb[find_boundaries(np.where(mask, source, 0), mode="inner")] = ERROR_COLOURS[kind]
     return rgb
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """Plot ROC curves ``{label: (fpr, tpr)}`` to a PNG file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    for label, (fpr, tpr) in curves.items():
+        axis.plot(fpr, tpr, label=label)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title="pixel ROC, cell interior")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -71,3 +71,5 @@ def test_training_logs_val_metrics_and_stores_threshold(synthetic_overrides, tmp
     assert best["roc_curve"].shape == (2, 200) and best["roc_curve"][1].max() == 1.0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["best"]["val/seg"] == history["val/seg"].max()
+    assert len(list((tmp_path / "val_images").glob("*_errors.png"))) == len(history)
+    assert len(list((tmp_path / "val_images").glob("*_roc.png"))) == len(history)

@@ -96,3 +96,19 @@ def test_sweep_config_sets_multirun(sweep):
     hydra = yaml.safe_load(result.stdout)["hydra"]
     assert hydra["mode"] == "MULTIRUN"
     assert "loss.edge_weight" in hydra["sweeper"]["params"]
+
+
+def test_optuna_search_returns_the_monitored_metric(synthetic_overrides, tmp_path):
+    result = cli(
+        "+hparams_search=mes_optuna",
+        *synthetic_overrides,
+        "trainer.max_time=null",
+        "hydra.sweeper.n_trials=2",
+        "postprocess.min_size=15",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())["best_value"]
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert len(summary) == 2
+    assert best == pytest.approx(summary["val/seg"].max())

@@ -60,7 +60,8 @@ class CellSegModule(L.LightningModule):
         self.register_buffer("threshold", torch.tensor(0.5))
         self.register_buffer("roc_curve", torch.zeros(2, ROC_BINS))  # validation (fpr, tpr)
         self.val_roc = BinaryROC(thresholds=ROC_BINS)
-        self._val_outputs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._val_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.val_example: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._val_positives = torch.zeros(2, dtype=torch.float64)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -87,8 +88,10 @@ class CellSegModule(L.LightningModule):
         self.val_roc.update(prob[:, 0], truth)
         positives = int(truth.sum())
         self._val_positives += torch.tensor([positives, truth.numel() - positives], device=self.device)
-        for p, labels in zip(prob.cpu().numpy(), batch["labels"].cpu().numpy()):
-            self._val_outputs.append((p, labels))
+        for image, p, labels in zip(
+            batch["image"][:, 0].cpu().numpy(), prob.cpu().numpy(), batch["labels"].cpu().numpy()
+        ):
+            self._val_outputs.append((image, p, labels))
 
     def on_validation_epoch_end(self) -> None:
         fpr, tpr, thresholds = self.val_roc.compute()
@@ -97,9 +100,11 @@ class CellSegModule(L.LightningModule):
         threshold = metrics.choose_threshold(fpr, tpr, thresholds, positives, negatives, self.hparams.threshold_method)
         self.threshold.fill_(threshold)
         counts = metrics.InstanceCounts()
-        for prob, labels in self._val_outputs:
+        for index, (image, prob, labels) in enumerate(self._val_outputs):
             pred = probabilities_to_labels(prob, threshold, **self.postprocess_options)
             counts = counts + metrics.instance_counts(labels, pred)
+            if index == 0:  # for the ValidationImages callback
+                self.val_example = (image, labels, pred)
         vector = torch.as_tensor(counts.as_vector(), dtype=torch.float64, device=self.device)
         counts = metrics.InstanceCounts.from_vector(self.trainer.strategy.reduce(vector, reduce_op="sum").cpu().numpy())
         summary = counts.summary()

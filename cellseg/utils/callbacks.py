@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import imageio.v3 as iio
 import lightning as L
 import pandas as pd
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+
+from cellseg import metrics
+from cellseg.visualize import error_overlay, roc_figure
 
 
 class ValidateOnStop(Callback):
@@ -54,3 +59,30 @@ class ValidationHistory(Callback):
         self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(self.rows).to_csv(self.path, index=False)
+
+
+class ValidationImages(Callback):
+    """After each validation, save the first validation frame's error overlay and the ROC
+    curve as PNGs in ``folder`` and send them to W&B when it is the logger."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        example = getattr(pl_module, "val_example", None)
+        if trainer.sanity_checking or not trainer.is_global_zero or example is None:
+            return
+        image, truth, pred = example
+        self.folder.mkdir(parents=True, exist_ok=True)
+        overlay = error_overlay(image, truth, pred, metrics.error_kinds(truth, pred))
+        fpr, tpr = pl_module.roc_curve.cpu().numpy()
+        paths = {
+            "val/overlay": self.folder / f"step{trainer.global_step:06d}_errors.png",
+            "val/roc": self.folder / f"step{trainer.global_step:06d}_roc.png",
+        }
+        iio.imwrite(paths["val/overlay"], overlay)
+        roc_figure({"validation": (fpr, tpr)}, paths["val/roc"])
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="val/images", images=[str(p) for p in paths.values()],
+                                 caption=list(paths), step=trainer.global_step)  # fmt: skip
