@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run", type=Path, help="a mes_edge_weight run folder (time to best val/seg)")
     parser.add_argument("--frames", type=int, default=5, help="frames per timing (median)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--quick", action="store_true", help="fewer frames, skip the 4096 and training parts")
+    parser.add_argument("--side", type=int, default=1024, help="frame side in px")
+    parser.add_argument("--quick", action="store_true", help="2 synthetic frames; skip the 4096 and training parts")
     parser.add_argument("--output", type=Path, default=Path("bench.json"))
     args = parser.parse_args(argv)
 
@@ -204,15 +205,16 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"device": device_name(device), "torch": torch.__version__}
     report["matmul_gflops"] = {"fp32": matmul_gflops(device, torch.float32),
                                "bf16": matmul_gflops(device, torch.bfloat16)}  # fmt: skip
-    report["encoder_gflops_1024"] = encoder_gflops(1024)
+    report["side"] = args.side
+    report["encoder_gflops"] = encoder_gflops(args.side)
     auto_dtype = resolve_precision("auto", device)
     peak = report["matmul_gflops"]["bf16" if auto_dtype == torch.bfloat16 else "fp32"]
     report["precision_auto"] = str(auto_dtype or torch.float32).replace("torch.", "")
-    report["compute_bound_s"] = report["encoder_gflops_1024"] / peak
+    report["compute_bound_s"] = report["encoder_gflops"] / peak
 
     n_frames = 2 if args.quick else args.frames
     rng = np.random.default_rng(0)
-    frames = [synthetic_frame(rng, 1024)[0] for _ in range(n_frames + 1)]
+    frames = [synthetic_frame(rng, args.side)[0] for _ in range(n_frames + 1)]
     report["models"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
             times["ratio_to_bound"] = times["end_to_end_s"] / report["compute_bound_s"]
             report["models"][name] = times
         fcn_ckpt = args.ckpt or untrained_checkpoint(MODELS["googlenet_fcn"], folder)
-        real = [tifffile.imread(p) for p in sorted((GOWT1 / "images").glob("*.tif"))] if GOWT1.is_dir() else []
+        use_real = GOWT1.is_dir() and not args.quick
+        real = [tifffile.imread(p) for p in sorted((GOWT1 / "images").glob("*.tif"))] if use_real else []
         report["bf16_vs_fp32"] = agreement(fcn_ckpt, (real or frames)[: 2 if args.quick else 4], device.type)
         report["bf16_vs_fp32"]["data"] = "gowt1" if real else "synthetic"
         if not args.quick:
@@ -250,7 +253,7 @@ def print_table(report: dict) -> None:
     table.add_column("value", justify="right")
     mm = report["matmul_gflops"]
     table.add_row("matmul fp32 / bf16 (GFLOP/s)", f"{mm['fp32']:.0f} / {mm['bf16']:.0f}")
-    table.add_row("encoder FLOPs, 1024^2 frame (GFLOP)", f"{report['encoder_gflops_1024']:.1f}")
+    table.add_row(f"encoder FLOPs, {report['side']}^2 frame (GFLOP)", f"{report['encoder_gflops']:.1f}")
     table.add_row("compute bound per frame (s)", f"{report['compute_bound_s']:.3f}")
     for name, t in report["models"].items():
         table.add_row(

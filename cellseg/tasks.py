@@ -29,14 +29,22 @@ def _plain(node: DictConfig) -> dict:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def build_module(cfg: DictConfig) -> CellSegModule:
+def postprocess_options(cfg: DictConfig, smallest_cell: int | None) -> dict:
+    """Post-processing options; ``min_size: auto`` is half the smallest annotated whole cell."""
+    options = _plain(cfg.postprocess)
+    if options.get("min_size") == "auto":
+        options["min_size"] = max(15, smallest_cell // 2) if smallest_cell else 15
+    return options
+
+
+def build_module(cfg: DictConfig, smallest_cell: int | None = None) -> CellSegModule:
     """The LightningModule from plain config dicts (nothing pickled into hparams)."""
     return CellSegModule(
         net=_plain(cfg.model),
         loss=_plain(cfg.loss),
         optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler),
-        postprocess=_plain(cfg.postprocess),
+        postprocess=postprocess_options(cfg, smallest_cell),
         data={
             "norm": _plain(cfg.data.norm),
             "edge_width": cfg.data.edge_width,
@@ -109,7 +117,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # read and check all data before any process is started
-    module = build_module(cfg)
+    module = build_module(cfg, datamodule.smallest_cell)
+    log.info("Post-processing: %s", module.hparams.postprocess)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

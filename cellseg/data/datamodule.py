@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from skimage.segmentation import clear_border
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from cellseg.data.layouts import find_frames
@@ -107,6 +108,14 @@ class FrameDataset(Dataset):
         }
 
 
+def _smallest_whole_cell(label_images: list[np.ndarray]) -> int | None:
+    """Area of the smallest annotated cell that does not touch a frame border."""
+    areas = [np.bincount(clear_border(labels).ravel())[1:] for labels in label_images]
+    areas = np.concatenate(areas) if areas else np.array([])
+    areas = areas[areas > 0]
+    return int(areas.min()) if areas.size else None
+
+
 def _reseed_worker(_: int) -> None:
     info = get_worker_info()
     info.dataset.reseed(info.seed % 2**32)
@@ -154,6 +163,7 @@ class CellDataModule(L.LightningDataModule):
         self.synthetic = synthetic
         self.train_frames: list[Frame] | None = None
         self.val_frames_data: list[Frame] | None = None
+        self.smallest_cell: int | None = None  # px, of training cells not cut by the border
 
     def prepare_data(self) -> None:
         """Generate the synthetic data set on first use (rank 0 only)."""
@@ -182,6 +192,7 @@ class CellDataModule(L.LightningDataModule):
             targets = make_targets(labels, self.edge_width, self.border_sigma)
             frames.append(Frame(item.name, image, labels, targets))
         self.train_frames, self.val_frames_data = self._split(frames)
+        self.smallest_cell = _smallest_whole_cell([f.labels for f in self.train_frames])
         log.info(
             "Data %s: training on %s, validating on %s",
             self.root,
