@@ -88,17 +88,17 @@ def seam_cuts(labels: np.ndarray, seam: int, axis: int) -> int:
 
 def test_large_image_tiles_without_seams(trained_ckpt):
     image, _ = synthetic_frame(np.random.default_rng(5), (2000, 3000))
-    tiled = Predictor(trained_ckpt, device="cpu", precision="fp32", tile=512, overlap=96, batch_size=2)
-    whole = Predictor(trained_ckpt, device="cpu", precision="fp32", tile=4096, overlap=96)
+    tiled = Predictor(trained_ckpt, device="cpu", precision="fp32", tile=512, overlap=128, batch_size=2)
+    whole = Predictor(trained_ckpt, device="cpu", precision="fp32", tile=4096, overlap=128)
     prob_tiled = tiled.probabilities(image)
     prob_whole = whole.probabilities(image)
     labels_tiled, labels_whole = tiled.labels(prob_tiled), whole.labels(prob_whole)
-    assert np.abs(prob_tiled - prob_whole).mean() < 0.01
+    assert np.abs(prob_tiled - prob_whole).mean() < 0.02
     # a cell crossing a tile border keeps one label: across every seam column and row,
     # neighbouring cell pixels are split no more often than in the untiled prediction
     for axis, length in ((1, 3000), (0, 2000)):
-        for start in tile_starts(length, 512, 96)[1:]:
-            seam = start + 48  # middle of the overlap
+        for start in tile_starts(length, 512, 128)[1:]:
+            seam = start + 64  # middle of the overlap
             assert seam_cuts(labels_tiled, seam, axis) <= seam_cuts(labels_whole, seam, axis) + 2, (axis, seam)
     assert metrics.instance_metrics(labels_whole, labels_tiled)["ap50"] > 0.95
 
@@ -193,7 +193,7 @@ def test_bad_images(trained_ckpt, tmp_path, capsys, name, make, message):
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("missing.tif", "input not found"), ("emptydir", "no supported images"), ("*.nothing", "input not found")],
+    [("missing.tif", "input not found"), ("emptydir", "no supported images"), ("*.nothing", "match this pattern")],
 )
 def test_bad_input_paths(trained_ckpt, tmp_path, spec, message):
     (tmp_path / "emptydir").mkdir()
@@ -219,7 +219,10 @@ def test_bad_checkpoints(tmp_path):
 
 def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
     checkpoint = torch.load(trained_ckpt, weights_only=True)
-    checkpoint["hyper_parameters"]["net"]["_target_"] = "cellseg.models.nets.googlenet_skip.GoogLeNetSkip"
+    net = checkpoint["hyper_parameters"]["net"]
+    other = {"GoogLeNetSkip": "googlenet_fcn.GoogLeNetFCN", "GoogLeNetFCN": "googlenet_skip.GoogLeNetSkip"}
+    net["_target_"] = "cellseg.models.nets." + other[net["_target_"].rsplit(".", 1)[-1]]
+    net.pop("widths", None)
     torch.save(checkpoint, tmp_path / "mismatch.ckpt")
     with pytest.raises(CellsegError, match="weights do not fit"):
         Predictor(tmp_path / "mismatch.ckpt")

@@ -75,7 +75,6 @@ def test_multinode_job_config():
 
 def test_submitit_slurm_launcher_composes():
     result = cli(
-        "-m",
         "hydra/launcher=submitit_slurm",
         "hydra.launcher.gpus_per_node=8",
         "hydra.launcher.tasks_per_node=8",

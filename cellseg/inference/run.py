@@ -79,6 +79,13 @@ def _commit(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def _write_tif(path: Path, array: np.ndarray) -> None:
+    """Write a (T,)Y,X array as one compressed TIFF series, under its final name only when done."""
+    tmp = path.with_suffix(".tmp")
+    tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack")
+    _commit(tmp, path)
+
+
 @dataclass
 class RunStats:
     """What the summary line reports."""
@@ -159,32 +166,26 @@ class PredictionRun:
         if existing and not self.overwrite:
             raise CellsegError(f"{existing[0]}: exists already; pass overwrite=true to replace it")
         start = time.perf_counter()
-        tmp_labels, tmp_prob = outputs.labels.with_suffix(".tmp"), outputs.prob.with_suffix(".tmp")
-        with tifffile.TiffWriter(tmp_labels) as label_file:
-            prob_file = tifffile.TiffWriter(tmp_prob) if self.save_prob else None
-            try:
-                for index, raw in enumerate(frames):
-                    name = f"{path}" if len(frames) == 1 else f"{path} frame {index}"
-                    prob = self.predictor.probabilities(raw, name)
-                    labels = self.predictor.labels(prob)
-                    label_file.write(labels, compression="zlib", photometric="minisblack")
-                    if prob_file is not None:
-                        cell_prob = np.clip(prob[0] + prob[1], 0, 1).astype(np.float16)
-                        prob_file.write(cell_prob, compression="zlib", photometric="minisblack")
-                    if self.save_overlay:
-                        norm = percentile_normalize(raw, 1, 99.8, name)
-                        iio.imwrite(outputs.overlays[index], outline_overlay(norm, labels))
-                    self.tables.append(measure(labels, raw, path.name, index))
-                    self.stats.cells += int(labels.max())
-                    if truth is not None:
-                        stem = path.stem if len(frames) == 1 else f"{path.stem}_t{index:03d}"
-                        self.evaluator.add(stem, raw, truth[index], prob, labels)
-            finally:
-                if prob_file is not None:
-                    prob_file.close()
-        _commit(tmp_labels, outputs.labels)
+        all_labels, all_probs = [], []
+        for index, raw in enumerate(frames):
+            name = f"{path}" if len(frames) == 1 else f"{path} frame {index}"
+            prob = self.predictor.probabilities(raw, name)
+            labels = self.predictor.labels(prob)
+            all_labels.append(labels)
+            if self.save_prob:
+                all_probs.append(np.clip(prob[0] + prob[1], 0, 1).astype(np.float16))
+            if self.save_overlay:
+                norm = percentile_normalize(raw, 1, 99.8, name)
+                iio.imwrite(outputs.overlays[index], outline_overlay(norm, labels))
+            self.tables.append(measure(labels, raw, path.name, index))
+            self.stats.cells += int(labels.max())
+            if truth is not None:
+                stem = path.stem if len(frames) == 1 else f"{path.stem}_t{index:03d}"
+                self.evaluator.add(stem, raw, truth[index], prob, labels)
+        dtype = np.uint32 if max(int(lab.max()) for lab in all_labels) >= 2**16 else np.uint16
+        _write_tif(outputs.labels, np.squeeze(np.stack(all_labels).astype(dtype), axis=0 if len(frames) == 1 else ()))
         if self.save_prob:
-            _commit(tmp_prob, outputs.prob)
+            _write_tif(outputs.prob, np.squeeze(np.stack(all_probs), axis=0 if len(frames) == 1 else ()))
         self.stats.images += 1
         self.stats.frames += len(frames)
         self.stats.seconds += time.perf_counter() - start
