@@ -1,5 +1,6 @@
 """Run a predictor over files, folders, globs and stacks; write labels, probabilities,
-overlays and one measurements table."""
+overlays and one measurements table. The next file is read while the current one is
+segmented."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import glob
 import os
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +89,16 @@ def _write_tif(path: Path, array: np.ndarray) -> None:
     _commit(tmp, path)
 
 
+def prefetch(paths: list[Path]) -> Iterator[tuple[Path, Future]]:
+    """Yield each path with its image being read in the background, the next one ahead."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(read_image, paths[0]) if paths else None
+        for index, path in enumerate(paths):
+            current = ahead
+            ahead = pool.submit(read_image, paths[index + 1]) if index + 1 < len(paths) else None
+            yield path, current
+
+
 @dataclass
 class RunStats:
     """What the summary line reports."""
@@ -140,9 +153,9 @@ class PredictionRun:
         table = self.prepare()
         with Progress(transient=True, disable=len(inputs) < 2) as progress:
             task = progress.add_task("segmenting", total=len(inputs))
-            for path in inputs:
+            for path, image in prefetch(inputs):
                 try:
-                    self.process(path)
+                    self.process(path, image.result())
                 except CellsegError as err:
                     print(f"cellseg: error: {err}", file=sys.stderr)
                     self.stats.failed.append(str(path))
@@ -155,9 +168,9 @@ class PredictionRun:
             self.stats.metrics = self.evaluator.finish()
         return self.stats
 
-    def process(self, path: Path) -> None:
+    def process(self, path: Path, image: np.ndarray) -> None:
         """Segment one file (all its frames)."""
-        frames = as_frames(read_image(path), path)
+        frames = as_frames(image, path)
         truth = self.evaluator.masks_for(path, len(frames), frames.shape[1:]) if self.evaluator else None
         outputs = Outputs.for_input(self.out_dir, path.stem, len(frames))
         planned = [outputs.labels, *(outputs.overlays if self.save_overlay else [])]
