@@ -151,11 +151,11 @@ class PredictionRun:
     def run(self, inputs: list[Path]) -> RunStats:
         """Process all inputs; one that fails is reported on stderr and skipped."""
         table = self.prepare()
-        with Progress(transient=True, disable=len(inputs) < 2) as progress:
-            task = progress.add_task("segmenting", total=len(inputs))
+        with Progress(transient=True) as progress:
+            task = progress.add_task("images", total=len(inputs), visible=len(inputs) > 1)
             for path, image in prefetch(inputs):
                 try:
-                    self.process(path, image.result())
+                    self.process(path, image.result(), progress)
                 except CellsegError as err:
                     print(f"cellseg: error: {err}", file=sys.stderr)
                     self.stats.failed.append(str(path))
@@ -168,8 +168,8 @@ class PredictionRun:
             self.stats.metrics = self.evaluator.finish()
         return self.stats
 
-    def process(self, path: Path, image: np.ndarray) -> None:
-        """Segment one file (all its frames)."""
+    def process(self, path: Path, image: np.ndarray, progress: Progress | None = None) -> None:
+        """Segment one file (all its frames), with a progress bar over the frames of a stack."""
         frames = as_frames(image, path)
         truth = self.evaluator.masks_for(path, len(frames), frames.shape[1:]) if self.evaluator else None
         outputs = Outputs.for_input(self.out_dir, path.stem, len(frames))
@@ -180,6 +180,7 @@ class PredictionRun:
             raise CellsegError(f"{existing[0]}: exists already; pass overwrite=true to replace it")
         start = time.perf_counter()
         all_labels, all_probs = [], []
+        frame_task = progress.add_task(path.name, total=len(frames)) if progress and len(frames) > 1 else None
         for index, raw in enumerate(frames):
             name = f"{path}" if len(frames) == 1 else f"{path} frame {index}"
             prob = self.predictor.probabilities(raw, name)
@@ -188,13 +189,17 @@ class PredictionRun:
             if self.save_prob:
                 all_probs.append(np.clip(prob[0] + prob[1], 0, 1).astype(np.float16))
             if self.save_overlay:
-                norm = percentile_normalize(raw, 1, 99.8, name)
+                norm = percentile_normalize(raw, self.predictor.norm["low"], self.predictor.norm["high"], name)
                 iio.imwrite(outputs.overlays[index], outline_overlay(norm, labels))
             self.tables.append(measure(labels, raw, path.name, index))
             self.stats.cells += int(labels.max())
             if truth is not None:
                 stem = path.stem if len(frames) == 1 else f"{path.stem}_t{index:03d}"
                 self.evaluator.add(stem, raw, truth[index], prob, labels)
+            if frame_task is not None:
+                progress.advance(frame_task)
+        if frame_task is not None:
+            progress.remove_task(frame_task)
         dtype = np.uint32 if max(int(lab.max()) for lab in all_labels) >= 2**16 else np.uint16
         _write_tif(outputs.labels, np.squeeze(np.stack(all_labels).astype(dtype), axis=0 if len(frames) == 1 else ()))
         if self.save_prob:
