@@ -33,6 +33,7 @@ def summarize(sweep_dir: str | Path, metric: str = "val/seg", mode: str = "max")
         )
     table = pd.DataFrame(rows)
     if not table.empty:
+        table["step"] = table["step"].astype("Int64")
         table = table.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
     return table
 
