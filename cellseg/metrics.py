@@ -15,15 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from torchmetrics.functional.classification import binary_roc
 from torchmetrics.utilities.compute import auc as _auc
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
-
-
-def roc_curve(scores: torch.Tensor, targets: torch.Tensor, bins: int = 200) -> tuple[torch.Tensor, ...]:
-    """Pixel ROC ``(fpr, tpr, thresholds)`` from probabilities and 0/1 targets (binned)."""
-    return binary_roc(scores.flatten().float(), targets.flatten().long(), thresholds=bins)
 
 
 def roc_auc(fpr: torch.Tensor, tpr: torch.Tensor) -> float:

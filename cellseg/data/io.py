@@ -1,4 +1,4 @@
-"""Read and write microscopy images and label images, keeping their dtype.
+"""Read microscopy images and label images, keeping their dtype.
 
 TIFF (8/16-bit, LZW and other codecs through imagecodecs) goes through tifffile, PNG
 through imageio, NPY through numpy. Every failure is a :class:`CellsegError` whose
@@ -87,12 +87,3 @@ def read_labels(path: str | Path) -> np.ndarray:
         raise CellsegError(f"{path}: label image has negative values; 0 must be background")
     return labels.astype(np.int32)
 
-
-def write_tif(path: str | Path, array: np.ndarray, overwrite: bool = False) -> Path:
-    """Write ``array`` as a zlib-compressed TIFF, refusing to replace a file unless asked."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise CellsegError(f"{path}: exists already; pass overwrite=true to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, array, compression="zlib")
-    return path
