@@ -21,6 +21,7 @@ from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import PredictionRun, RunStats, default_output, find_inputs
 from cellseg.models.module import CellSegModule
 from cellseg.utils.instantiate import instantiate_group
+from cellseg.utils.task import finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def train(cfg: DictConfig) -> float | None:
     else:
         log.warning("No validation ran, so there is no %s to report", cfg.monitor.metric)
         return None
+    finish_wandb()  # W&B prints its sync hints on finish; the summary line should come last
     if trainer.is_global_zero:
         print(f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; {where}")
     return best
