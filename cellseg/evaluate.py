@@ -17,7 +17,6 @@ from torchmetrics.classification import BinaryROC
 
 from cellseg import metrics
 from cellseg.data.io import is_image_file, read_image
-from cellseg.data.normalize import percentile_normalize
 from cellseg.data.targets import edge_band
 from cellseg.errors import CellsegError
 from cellseg.visualize import error_overlay, roc_figure
@@ -64,8 +63,8 @@ class Evaluator:
             raise CellsegError(f"{path}: masks must be integer instance labels, not {masks.dtype}")
         return masks.astype(np.int32)
 
-    def add(self, name: str, raw: np.ndarray, truth: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
-        """Score one frame and write its error overlay."""
+    def add(self, name: str, normalized: np.ndarray, truth: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
+        """Score one frame and write its error overlay (drawn on the normalized frame)."""
         interior = (truth > 0) & ~edge_band(truth, self.edge_width)
         self.roc.update(torch.from_numpy(prob[0]), torch.from_numpy(interior.astype(np.int64)))
         counts = metrics.instance_counts(truth, labels)
@@ -74,7 +73,7 @@ class Evaluator:
         for key in self.errors:
             self.errors[key] += int(errors[key].size)
         self.per_image[name] = {**counts.summary(), **{k: int(v.size) for k, v in errors.items()}}
-        overlay = error_overlay(percentile_normalize(raw, 1, 99.8, name), truth, labels, errors)
+        overlay = error_overlay(normalized, truth, labels, errors)
         iio.imwrite(self.out_dir / f"{name}_errors.png", overlay)
 
     def finish(self) -> dict:

@@ -75,7 +75,7 @@ class Predictor:
         self.norm = {k: v if v is not None else saved_norm[k] for k, v in {**saved_norm, **(norm or {})}.items()}
         self.threshold = float(threshold if threshold is not None else checkpoint["state_dict"]["threshold"])
         overrides = {k: v for k, v in (postprocess or {}).items() if v is not None}
-        self.postprocess = {"expand": hparams["data"]["edge_width"], **hparams["postprocess"], **overrides}
+        self.postprocess = {**hparams["postprocess"], **overrides}
         self.tile, self.overlap, self.batch_size, self.tta = tile, overlap, batch_size, tta
         self.edge_width = int(hparams["data"]["edge_width"])
         roc = checkpoint["state_dict"].get("roc_curve")
@@ -108,10 +108,17 @@ class Predictor:
                 total = prob if total is None else total + prob
         return (total / len(flips)).cpu().numpy()
 
+    def normalize(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """A raw 2-D frame normalized as the network expects it."""
+        return percentile_normalize(image, self.norm["low"], self.norm["high"], name)
+
+    def predict_normalized(self, normalized: np.ndarray) -> np.ndarray:
+        """(2, H, W) float32 interior and edge probabilities of a normalized frame."""
+        return predict_tiled(self._forward, normalized, self.tile, self.overlap, self.batch_size)
+
     def probabilities(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """(2, H, W) float32 interior and edge probabilities of one raw 2-D frame."""
-        normalized = percentile_normalize(image, self.norm["low"], self.norm["high"], name)
-        return predict_tiled(self._forward, normalized, self.tile, self.overlap, self.batch_size)
+        return self.predict_normalized(self.normalize(image, name))
 
     def labels(self, prob: np.ndarray) -> np.ndarray:
         """Instance labels from probabilities, with this predictor's threshold and options."""

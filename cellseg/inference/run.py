@@ -20,7 +20,6 @@ import tifffile
 from rich.progress import Progress
 
 from cellseg.data.io import as_2d, is_image_file, read_image
-from cellseg.data.normalize import percentile_normalize
 from cellseg.errors import CellsegError
 from cellseg.evaluate import Evaluator
 from cellseg.inference.predictor import Predictor
@@ -183,19 +182,19 @@ class PredictionRun:
         frame_task = progress.add_task(path.name, total=len(frames)) if progress and len(frames) > 1 else None
         for index, raw in enumerate(frames):
             name = f"{path}" if len(frames) == 1 else f"{path} frame {index}"
-            prob = self.predictor.probabilities(raw, name)
+            normalized = self.predictor.normalize(raw, name)
+            prob = self.predictor.predict_normalized(normalized)
             labels = self.predictor.labels(prob)
             all_labels.append(labels)
             if self.save_prob:
                 all_probs.append(np.clip(prob[0] + prob[1], 0, 1).astype(np.float16))
             if self.save_overlay:
-                norm = percentile_normalize(raw, self.predictor.norm["low"], self.predictor.norm["high"], name)
-                iio.imwrite(outputs.overlays[index], outline_overlay(norm, labels))
+                iio.imwrite(outputs.overlays[index], outline_overlay(normalized, labels))
             self.tables.append(measure(labels, raw, path.name, index))
             self.stats.cells += int(labels.max())
             if truth is not None:
                 stem = path.stem if len(frames) == 1 else f"{path.stem}_t{index:03d}"
-                self.evaluator.add(stem, raw, truth[index], prob, labels)
+                self.evaluator.add(stem, normalized, truth[index], prob, labels)
             if frame_task is not None:
                 progress.advance(frame_task)
         if frame_task is not None:
