@@ -20,6 +20,7 @@ from cellseg.evaluate import Evaluator
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import PredictionRun, RunStats, default_output, find_inputs
 from cellseg.models.module import CellSegModule
+from cellseg.utils.callbacks import ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
 from cellseg.utils.task import finish_wandb
 
@@ -31,8 +32,10 @@ def _plain(node: DictConfig) -> dict:
 
 
 def postprocess_options(cfg: DictConfig, smallest_cell: int | None) -> dict:
-    """Post-processing options; ``min_size: auto`` is half the smallest annotated whole cell."""
-    options = _plain(cfg.postprocess)
+    """Post-processing options, resolved once and stored in the checkpoint: ``min_size: auto``
+    is half the smallest annotated whole cell; cells grow back over an edge band as wide as
+    the one trained on."""
+    options = {"expand": cfg.data.edge_width, **_plain(cfg.postprocess)}
     if options.get("min_size") == "auto":
         options["min_size"] = max(15, smallest_cell // 2) if smallest_cell else 15
     return options
@@ -93,9 +96,9 @@ def _name_sweep_job(cfg: DictConfig) -> None:
         cfg.logger.wandb.tags = [*cfg.logger.wandb.tags, *(o[:64] for o in overrides)]
 
 
-def _write_result(cfg: DictConfig, history: Path) -> dict:
+def _write_result(cfg: DictConfig, history: ValidationHistory | None) -> dict:
     """``result.json`` in the run folder: the validation at the best monitored value."""
-    rows = pd.read_csv(history) if history.is_file() else pd.DataFrame()
+    rows = pd.DataFrame(history.rows if history is not None else [])
     best = {}
     if cfg.monitor.metric in rows:
         pick = rows[cfg.monitor.metric].idxmax() if cfg.monitor.mode == "max" else rows[cfg.monitor.metric].idxmin()
@@ -127,7 +130,7 @@ def train(cfg: DictConfig) -> float | None:
         logger.log_hyperparams(_plain(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if trainer.is_global_zero:
-        _write_result(cfg, Path(cfg.paths.output_dir) / "validation.csv")
+        _write_result(cfg, next((c for c in callbacks if isinstance(c, ValidationHistory)), None))
 
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     best_cb = next((c for c in checkpoints if c.monitor == cfg.monitor.metric), None)

@@ -101,7 +101,7 @@ class CellSegModule(L.LightningModule):
         self.threshold.fill_(threshold)
         counts = metrics.InstanceCounts()
         for index, (image, prob, labels) in enumerate(self._val_outputs):
-            pred = probabilities_to_labels(prob, threshold, **self.postprocess_options)
+            pred = probabilities_to_labels(prob, threshold, **self.hparams.postprocess)
             counts = counts + metrics.instance_counts(labels, pred)
             if index == 0:  # for the ValidationImages callback
                 self.val_example = (image, labels, pred)
@@ -118,11 +118,6 @@ class CellSegModule(L.LightningModule):
         )
         self.roc_curve.copy_(torch.stack([fpr, tpr]).to(self.roc_curve))
         self._val_outputs = []
-
-    @property
-    def postprocess_options(self) -> dict:
-        """Post-processing options; cells grow back over an edge band as wide as in training."""
-        return {"expand": self.hparams.data["edge_width"], **self.hparams.postprocess}
 
     def configure_optimizers(self) -> dict:
         world = self.trainer.world_size if self._trainer is not None else 1
