@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torchvision.models import googlenet
 
 from cellseg.errors import CellsegError
@@ -11,6 +12,7 @@ from cellseg.models.losses import EdgeWeightedBCE
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
+from cellseg.models.nets.transposed_conv import MatmulConvTranspose2d
 
 
 @pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip])
@@ -63,3 +65,40 @@ def test_invalid_pixels_are_ignored():
     valid[:, 0] = 0
     loss = EdgeWeightedBCE()(logits, target, torch.zeros(1, 4, 4), valid)
     assert loss < 0.01
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "kernel", "stride", "padding", "size"),
+    [(64, 2, 64, 32, 16, (3, 2)), (16, 2, 4, 2, 1, (9, 7)), (8, 3, 6, 2, 0, (4, 5)), (4, 1, 3, 3, 1, (2, 6))],
+)
+def test_matmul_transposed_conv_matches_conv_transpose2d(cin, cout, kernel, stride, padding, size):
+    torch.manual_seed(0)
+    plain = nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=padding).double()
+    fast = MatmulConvTranspose2d(cin, cout, kernel, stride=stride, padding=padding).double()
+    fast.load_state_dict(plain.state_dict())  # same parameters, same names: old checkpoints load
+    x = torch.randn(2, cin, *size, dtype=torch.float64, requires_grad=True)
+    expected, got = plain(x), fast(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected)
+    grad_out = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, (x, plain.weight, plain.bias), grad_out)
+    got_grads = torch.autograd.grad(got, (x, fast.weight, fast.bias), grad_out)
+    for a, b in zip(got_grads, expected_grads):
+        assert torch.allclose(a, b)
+
+
+def test_matmul_transposed_conv_under_bf16_autocast_stays_close():
+    torch.manual_seed(0)
+    fast = MatmulConvTranspose2d(256, 2, 64, stride=32, padding=16)
+    x = torch.randn(1, 256, 4, 4).relu()
+    with torch.no_grad():
+        expected = nn.functional.conv_transpose2d(x, fast.weight, fast.bias, stride=32, padding=16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fast(x)
+    assert got.dtype == torch.float32  # the overlapping patches add up in fp32
+    assert (got - expected).abs().max() < 0.02 * expected.abs().max()
+
+
+def test_kernel_must_be_a_multiple_of_the_stride():
+    with pytest.raises(ValueError, match="multiple of stride"):
+        MatmulConvTranspose2d(4, 2, 5, stride=2)
