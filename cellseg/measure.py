@@ -1,10 +1,16 @@
-"""Per-cell measurements on the raw (un-normalized) intensities."""
+"""Per-cell measurements on the raw (un-normalized) intensities.
+
+The columns are those of ``skimage.measure.regionprops_table`` (``area``, ``centroid``,
+``bbox``, ``eccentricity``, ``intensity_mean``), computed for all cells at once from
+bincounts over the labelled pixels instead of one Python object per cell: the same
+numbers in a fraction of the time on frames with hundreds of cells.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from skimage.measure import regionprops_table
+from scipy import ndimage as ndi
 
 COLUMNS = [
     "image",
@@ -25,27 +31,43 @@ COLUMNS = [
 
 def measure(labels: np.ndarray, raw: np.ndarray, image: str, frame: int) -> pd.DataFrame:
     """One row per cell of ``labels``: geometry and intensity of ``raw`` inside it."""
-    table = regionprops_table(
-        labels,
-        intensity_image=raw.astype(np.float64),
-        properties=("label", "area", "centroid", "bbox", "eccentricity", "intensity_mean"),
-    )
-    frame_table = pd.DataFrame(
+    ys, xs = np.nonzero(labels)
+    cell = labels[ys, xs].astype(np.intp)
+    count = int(labels.max()) + 1
+
+    def per_cell(weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(cell, weights=weights, minlength=count)
+
+    area = per_cell()
+    present = np.flatnonzero(area)
+    present = present[present > 0]
+    safe_area = np.maximum(area, 1)
+    cy, cx = per_cell(ys) / safe_area, per_cell(xs) / safe_area
+    dy, dx = ys - cy[cell], xs - cx[cell]
+    syy, sxx, sxy = (per_cell(w) / safe_area for w in (dy * dy, dx * dx, dy * dx))
+    # eigenvalues of the covariance (= inertia tensor) of each cell's pixel coordinates
+    half_trace, root = (syy + sxx) / 2, np.sqrt(((syy - sxx) / 2) ** 2 + sxy**2)
+    major, minor = half_trace + root, np.maximum(half_trace - root, 0)
+    eccentricity = np.sqrt(1 - np.divide(minor, major, out=np.ones_like(major), where=major > 0))
+    total = per_cell(raw[ys, xs].astype(np.float64))
+    boxes = ndi.find_objects(labels)
+    corners = [[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in (boxes[i - 1] for i in present)]
+    bbox = np.array(corners, dtype=np.int64).reshape(-1, 4)
+    return pd.DataFrame(
         {
             "image": image,
             "frame": frame,
-            "label": table["label"],
-            "area": table["area"].astype(np.int64),
-            "centroid_y": table["centroid-0"],
-            "centroid_x": table["centroid-1"],
-            "bbox_y0": table["bbox-0"],
-            "bbox_x0": table["bbox-1"],
-            "bbox_y1": table["bbox-2"],
-            "bbox_x1": table["bbox-3"],
-            "eccentricity": table["eccentricity"],
-            "mean_intensity": table["intensity_mean"],
-            "total_intensity": table["intensity_mean"] * table["area"],
+            "label": present,
+            "area": area[present].astype(np.int64),
+            "centroid_y": cy[present],
+            "centroid_x": cx[present],
+            "bbox_y0": bbox[:, 0],
+            "bbox_x0": bbox[:, 1],
+            "bbox_y1": bbox[:, 2],
+            "bbox_x1": bbox[:, 3],
+            "eccentricity": eccentricity[present],
+            "mean_intensity": total[present] / area[present],
+            "total_intensity": total[present],
         },
         columns=COLUMNS,
     )
-    return frame_table

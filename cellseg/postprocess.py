@@ -12,6 +12,10 @@ large cell is not a boundary, so the cell is not split); then one marker per h-m
 its smoothed distance transform, so two neighbours whose shared edge was missed still get
 a marker each, and a watershed on the distance transform splits them at the neck. The
 result grows over the edge band like the threshold method.
+
+Every step is a whole-array operation (labelling, bincounts, lookup tables), and the
+growth over the edge band only visits the band's pixels: on a 1024x1024 frame the
+threshold method takes a few tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import gaussian
 from skimage.morphology import disk, h_maxima
-from skimage.segmentation import expand_labels, relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 METHODS = ("threshold", "watershed")
 
@@ -30,16 +34,26 @@ def foreground(prob: np.ndarray, threshold: float) -> np.ndarray:
     return (prob[0] + prob[1]) > threshold
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndi.binary_fill_holes``: background not 4-connected to the image border becomes
+    foreground. One labelling pass instead of an iterated propagation from the border."""
+    background, _ = ndi.label(~mask)
+    outside = np.zeros(background.max() + 1, bool)
+    for side in (background[0], background[-1], background[:, 0], background[:, -1]):
+        outside[side] = True
+    outside[0] = False  # label 0 is the mask itself
+    return ~outside[background]
+
+
 def threshold_components(prob: np.ndarray, threshold: float) -> np.ndarray:
     """Connected components of the hole-filled interior mask."""
-    interior = ndi.binary_fill_holes(prob[0] > threshold)
-    labels, _ = ndi.label(interior)
+    labels, _ = ndi.label(fill_holes(prob[0] > threshold))
     return labels
 
 
 def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 2) -> np.ndarray:
     """Marker-controlled watershed on the distance transform of the bridged interior."""
-    interior = ndi.binary_fill_holes(prob[0] > threshold)
+    interior = fill_holes(prob[0] > threshold)
     closed = ndi.binary_closing(interior, structure=disk(bridge), border_value=0)
     bridged = interior | (closed & (prob[1] < 0.5))
     distance = gaussian(ndi.distance_transform_edt(bridged), sigma=1.0)
@@ -47,17 +61,39 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     return watershed(-distance, markers, mask=bridged)
 
 
+def grow_into(seeds: np.ndarray, region: np.ndarray, distance: int) -> np.ndarray:
+    """Give each unlabelled pixel of ``region`` the label of its nearest seed pixel within
+    ``distance`` px (Euclidean; ties go to the first of a fixed order of offsets).
+
+    What ``skimage.segmentation.expand_labels`` followed by masking with ``region``
+    gives, without a distance transform of the whole frame: only the band's pixels are
+    visited, once per offset of the disk.
+    """
+    grown = seeds.copy()
+    ys, xs = np.nonzero(region & (seeds == 0))
+    if distance <= 0 or ys.size == 0:
+        return grown
+    padded = np.pad(seeds, distance)
+    dy, dx = np.mgrid[-distance : distance + 1, -distance : distance + 1]
+    order = np.argsort(dy**2 + dx**2, axis=None, kind="stable")
+    inside = (dy**2 + dx**2).ravel()[order] <= distance**2
+    found = np.zeros(ys.size, seeds.dtype)
+    for oy, ox in zip(dy.ravel()[order][inside][1:], dx.ravel()[order][inside][1:]):
+        empty = found == 0
+        found[empty] = padded[ys[empty] + distance + oy, xs[empty] + distance + ox]
+    grown[ys, xs] = found
+    return grown
+
+
 def grow_and_clean(seeds: np.ndarray, fg: np.ndarray, expand: int, min_size: int) -> np.ndarray:
     """Grow seeds by ``expand`` px inside ``fg``, drop objects under ``min_size``, relabel 1..N."""
-    labels = expand_labels(seeds, distance=expand) if expand > 0 else seeds
-    labels = np.where(fg | (seeds > 0), labels, 0)
-    if min_size > 0:
-        small = np.bincount(labels.ravel()) < min_size
-        small[0] = False
-        labels = np.where(small[labels], 0, labels)
-    labels, _, _ = relabel_sequential(labels)
-    dtype = np.uint16 if labels.max() < 2**16 else np.uint32
-    return labels.astype(dtype)
+    labels = grow_into(seeds, fg, expand)
+    keep = np.bincount(labels.ravel()) >= max(min_size, 1)
+    keep[0] = False
+    count = int(keep.sum())
+    dtype = np.uint16 if count < 2**16 else np.uint32
+    new_label = (np.cumsum(keep) * keep).astype(dtype)  # kept objects become 1..N, the rest 0
+    return new_label[labels]
 
 
 def probabilities_to_labels(

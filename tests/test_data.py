@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from cellseg.data.datamodule import CellDataModule, CropDataset, _reseed_worker
 from cellseg.data.io import read_image
 from cellseg.data.layouts import detect_layout, find_frames
-from cellseg.data.normalize import percentile_normalize
+from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.targets import edge_band, make_targets
 from cellseg.data.transforms import build_augment, window
@@ -189,6 +189,14 @@ def test_percentile_normalize():
     out = percentile_normalize(image, 1, 99)
     assert out.dtype == np.float32
     assert np.isclose(np.percentile(out, 1), 0, atol=1e-6) and np.isclose(np.percentile(out, 99), 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+@pytest.mark.parametrize("size", [1, 2, 7, 5000])
+def test_percentiles_equal_numpys(dtype, size):
+    values = np.random.default_rng(size).gamma(2.0, 40.0, size=size).astype(dtype)
+    q = (0.0, 1.0, 2.5, 50.0, 99.8, 100.0)
+    assert np.allclose(percentiles(values, q), np.percentile(values, q), rtol=1e-12, atol=0)
 
 
 # -- errors a user sees, one line each, naming the file ---------------------------------

@@ -1,0 +1,63 @@
+"""Post-processing and measurements agree with the library functions they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.measure import regionprops_table
+from skimage.segmentation import expand_labels
+
+from cellseg.data.synthetic import synthetic_frame
+from cellseg.measure import COLUMNS, measure
+from cellseg.postprocess import fill_holes, grow_into
+
+
+@pytest.fixture(scope="module")
+def truth() -> np.ndarray:
+    return synthetic_frame(np.random.default_rng(5), 256)[1]
+
+
+def test_fill_holes_equals_scipy():
+    rng = np.random.default_rng(0)
+    mask = ndi.binary_opening(rng.random((120, 90)) > 0.45)
+    assert np.array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
+    assert fill_holes(mask).sum() > mask.sum()
+
+
+def test_grow_into_equals_expand_labels_up_to_ties(truth):
+    seeds, _ = ndi.label(ndi.binary_erosion(truth > 0, iterations=3))
+    region = truth > 0
+    expected = np.where(region | (seeds > 0), expand_labels(seeds, distance=2), 0)
+    got = grow_into(seeds, region, 2)
+    differ = np.argwhere(got != expected)
+    assert (got > 0).sum() == (expected > 0).sum() and (got > 0).sum() > (seeds > 0).sum()
+    assert len(differ) < 0.01 * (got > 0).sum()
+    # where they differ, both labels are seeds equally near the pixel: a tie
+    near = {}
+    for label in np.unique(seeds)[1:]:
+        near[label] = ndi.distance_transform_edt(seeds != label)
+    for y, x in differ:
+        assert near[got[y, x]][y, x] == pytest.approx(near[expected[y, x]][y, x])
+
+
+def test_measure_equals_regionprops(truth):
+    raw = np.random.default_rng(1).integers(0, 4000, truth.shape).astype(np.uint16)
+    labels = np.where(truth == 2, 0, truth).astype(np.uint16)  # a gap in the label numbers
+    table = measure(labels, raw, "img.tif", 3)
+    expected = regionprops_table(
+        labels, intensity_image=raw, properties=("label", "area", "centroid", "bbox", "eccentricity", "intensity_mean")
+    )
+    assert list(table["label"]) == list(expected["label"]) and 2 not in set(table["label"])
+    pairs = {"area": "area", "centroid_y": "centroid-0", "centroid_x": "centroid-1", "bbox_y0": "bbox-0",
+             "bbox_x0": "bbox-1", "bbox_y1": "bbox-2", "bbox_x1": "bbox-3", "eccentricity": "eccentricity",
+             "mean_intensity": "intensity_mean"}  # fmt: skip
+    for ours, theirs in pairs.items():
+        assert np.allclose(table[ours], expected[theirs], rtol=1e-9, atol=1e-9), ours
+    assert np.allclose(table["total_intensity"], expected["intensity_mean"] * expected["area"])
+    assert (table["image"] == "img.tif").all() and (table["frame"] == 3).all()
+
+
+def test_measure_of_an_empty_frame_has_the_columns():
+    table = measure(np.zeros((8, 8), np.uint16), np.ones((8, 8), np.uint8), "x.tif", 0)
+    assert table.empty and list(table.columns) == COLUMNS
