@@ -18,7 +18,7 @@ from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
 from cellseg.evaluate import Evaluator
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.run import PredictionRun, RunStats, default_output, find_inputs
+from cellseg.inference.run import PredictionRun, RunStats, count_frames, default_output, find_inputs
 from cellseg.models.module import CellSegModule
 from cellseg.utils.callbacks import ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
@@ -149,10 +149,24 @@ def train(cfg: DictConfig) -> float | None:
     return best
 
 
+def _should_compile(setting: bool | str, min_frames: int, inputs: list[Path]) -> bool:
+    """``compile=true|false``, or ``auto``: compile when the run has ``min_frames`` frames or more."""
+    if setting not in (True, False, "auto"):
+        raise CellsegError(f"compile={setting!r}; use auto, true or false")
+    if setting != "auto":
+        return bool(setting)
+    frames = count_frames(inputs)
+    if frames >= min_frames:
+        log.info("%d frames: compiling the encoder first (torch.compile; compile=false skips it)", frames)
+        return True
+    return False
+
+
 def predict(cfg: DictConfig) -> RunStats:
     """Segment ``cfg.input`` with the checkpoint ``cfg.ckpt``; write results to ``cfg.output``."""
     inputs = find_inputs(str(cfg.input))
     out_dir = Path(cfg.output) if cfg.output else default_output(str(cfg.input), inputs)
+    compile_encoder = _should_compile(cfg.compile, cfg.compile_min_frames, inputs)
     predictor = Predictor(
         cfg.ckpt,
         device=cfg.device,
@@ -168,6 +182,7 @@ def predict(cfg: DictConfig) -> RunStats:
             "min_size": cfg.min_size,
             "h": cfg.h,
         },
+        compile_encoder=compile_encoder,
     )
     evaluator = Evaluator(cfg.gt, out_dir, predictor.edge_width, predictor.val_roc) if cfg.gt else None
     run = PredictionRun(predictor, out_dir, cfg.save_prob, cfg.save_overlay, cfg.overwrite, evaluator)

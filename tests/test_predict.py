@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -13,7 +14,9 @@ import torch
 from cellseg import metrics
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.errors import CellsegError
+from cellseg.inference.optimize import CompiledEncoder
 from cellseg.inference.predictor import Predictor
+from cellseg.inference.run import count_frames
 from cellseg.inference.tiling import predict_tiled, tile_starts
 from cellseg.postprocess import probabilities_to_labels
 
@@ -160,6 +163,55 @@ def test_default_output_is_a_new_folder_beside_the_input(trained_ckpt, tmp_path)
     tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 128)[0])
     predict(compose_cfg([f"ckpt={trained_ckpt}", f"input={tmp_path / 'a.tif'}"], config_name="predict"))
     assert (tmp_path / "cellseg_out" / "a_labels.tif").is_file()
+
+
+def test_count_frames_reads_headers_only(tmp_path):
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((5, 32, 32), np.uint16))
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((1, 32, 32), np.uint8))
+    np.save(tmp_path / "stack.npy", np.zeros((3, 32, 32), np.float32))
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    paths = sorted(tmp_path.iterdir())
+    assert count_frames(paths) == 5 + 1 + 3 + 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "min_frames", "expected"),
+    [(True, 10**6, True), (False, 1, False), ("auto", 3, True), ("auto", 4, False)],
+)
+def test_compile_setting(tmp_path, setting, min_frames, expected):
+    from cellseg.tasks import _should_compile
+
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 32, 32), np.uint16))
+    assert _should_compile(setting, min_frames, [tmp_path / "movie.tif"]) is expected
+
+
+def test_compile_setting_must_be_known(tmp_path):
+    from cellseg.tasks import _should_compile
+
+    with pytest.raises(CellsegError, match="use auto, true or false"):
+        _should_compile("fast", 1, [])
+
+
+@pytest.mark.slow
+def test_auto_compile_on_a_long_enough_run_segments_like_eager(trained_ckpt, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    stack = np.stack([synthetic_frame(np.random.default_rng(i), 128)[0] for i in range(3)])
+    tifffile.imwrite(tmp_path / "movie.tif", stack)
+    common = ["precision=fp32", "save_prob=false", "save_overlay=false"]
+    predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "eager", "compile=false", *common)
+    predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "compiled", "compile_min_frames=3", *common)
+    assert "3 frames: compiling the encoder" in caplog.text and "torch.compile failed" not in caplog.text
+    eager = tifffile.imread(tmp_path / "eager" / "movie_labels.tif")
+    compiled = tifffile.imread(tmp_path / "compiled" / "movie_labels.tif")
+    assert eager.max() > 0
+    for a, b in zip(eager, compiled):
+        assert metrics.instance_metrics(a, b)["seg"] > 0.99
+
+
+def test_compiled_encoder_is_used(trained_ckpt):
+    predictor = Predictor(trained_ckpt, device="cpu", compile_encoder=True)
+    assert isinstance(predictor.net.encoder, CompiledEncoder)
+    assert not isinstance(Predictor(trained_ckpt, device="cpu").net.encoder, CompiledEncoder)
 
 
 def rgb_file(path):

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from cellseg.checkpoint import load_checkpoint
 from cellseg.data.normalize import percentile_normalize
 from cellseg.errors import CellsegError
+from cellseg.inference.optimize import optimize_for_inference
 from cellseg.inference.tiling import predict_tiled
 from cellseg.postprocess import probabilities_to_labels
 
@@ -39,6 +40,20 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
+def load_net(checkpoint: dict, ckpt: str | Path) -> torch.nn.Module:
+    """The network of a loaded checkpoint (see :func:`load_checkpoint`), in eval mode on the CPU."""
+    net_cfg = checkpoint["hyper_parameters"]["net"]
+    net = instantiate({**net_cfg, "encoder_weights": None})
+    weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CellsegError(
+            f"{ckpt}: weights do not fit {net_cfg['_target_']} ({str(err).splitlines()[0][:150]})"
+        ) from err
+    return net.eval()
+
+
 class Predictor:
     """A trained network with everything needed to use it on raw frames.
 
@@ -51,6 +66,7 @@ class Predictor:
         norm: override of the checkpoint's percentile normalization (``low``/``high``).
         threshold: override of the checkpoint's probability threshold.
         postprocess: override of the checkpoint's post-processing options.
+        compile_encoder: compile the encoder with torch.compile (pays off on long runs only).
     """
 
     def __init__(
@@ -65,12 +81,14 @@ class Predictor:
         norm: dict | None = None,
         threshold: float | None = None,
         postprocess: dict | None = None,
+        compile_encoder: bool = False,
     ):
         checkpoint = load_checkpoint(ckpt)
         hparams = checkpoint["hyper_parameters"]
         self.device = resolve_device(device)
         self.autocast = resolve_precision(precision, self.device)
-        self.net = self._build_net(ckpt, hparams["net"], checkpoint["state_dict"])
+        net = optimize_for_inference(load_net(checkpoint, ckpt), compile_encoder=compile_encoder)
+        self.net = net.to(self.device, memory_format=torch.channels_last)
         saved_norm = hparams["data"]["norm"]
         self.norm = {k: v if v is not None else saved_norm[k] for k, v in {**saved_norm, **(norm or {})}.items()}
         self.threshold = float(threshold if threshold is not None else checkpoint["state_dict"]["threshold"])
@@ -82,17 +100,6 @@ class Predictor:
         self.val_roc = roc.numpy() if roc is not None and roc.abs().sum() > 0 else None
         if tile % 32 or overlap >= tile:
             raise CellsegError(f"tile={tile}, overlap={overlap}: tile must be a multiple of 32 and exceed overlap")
-
-    def _build_net(self, ckpt, net_cfg: dict, state_dict: dict) -> torch.nn.Module:
-        net = instantiate({**net_cfg, "encoder_weights": None})
-        weights = {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
-        try:
-            net.load_state_dict(weights)
-        except RuntimeError as err:
-            raise CellsegError(
-                f"{ckpt}: weights do not fit {net_cfg['_target_']} ({str(err).splitlines()[0][:150]})"
-            ) from err
-        return net.eval().to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> np.ndarray:

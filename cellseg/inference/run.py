@@ -51,12 +51,36 @@ def default_output(spec: str, inputs: list[Path]) -> Path:
     return (path if path.is_dir() else inputs[0].parent) / "cellseg_out"
 
 
+def stack_length(shape: tuple[int, ...]) -> int:
+    """Frames in an image of ``shape``: T for a (T, Y, X) stack (singleton axes aside), else 1."""
+    squeezed = [n for n in shape if n != 1]
+    return squeezed[0] if len(squeezed) == 3 and squeezed[-1] not in (3, 4) else 1
+
+
 def as_frames(image: np.ndarray, path: Path) -> np.ndarray:
     """(T, Y, X) frames of a single image or a multi-page stack."""
-    squeezed = np.squeeze(image)
-    if squeezed.ndim == 3 and squeezed.shape[-1] not in (3, 4):
-        return squeezed
+    if stack_length(image.shape) > 1:
+        return np.squeeze(image)
     return as_2d(image, path)[None]
+
+
+def count_frames(paths: list[Path]) -> int:
+    """Frames in all ``paths``, from TIFF and NPY headers (no pixels read); 1 per other file
+    and per file whose header cannot be read (reading it will report why)."""
+    total = 0
+    for path in paths:
+        try:
+            if path.suffix.lower() in (".tif", ".tiff"):
+                with tifffile.TiffFile(path) as tif:
+                    shape = tif.series[0].shape
+            elif path.suffix.lower() == ".npy":
+                shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            else:
+                shape = ()
+        except Exception:  # a broken file counts as one frame here; reading it reports why
+            shape = ()
+        total += stack_length(shape)
+    return total
 
 
 @dataclass

@@ -45,7 +45,7 @@ def tiles(shape: tuple[int, int], tile: int, overlap: int) -> Iterator[tuple[sli
 
 
 def predict_tiled(
-    predict: Callable[[torch.Tensor], torch.Tensor],
+    predict: Callable[[torch.Tensor], np.ndarray],
     image: np.ndarray,
     tile: int = 1024,
     overlap: int = 128,
@@ -53,6 +53,8 @@ def predict_tiled(
     channels: int = 2,
 ) -> np.ndarray:
     """Blend ``predict`` (N,1,h,w -> N,C,h,w probabilities) over the tiles of a 2-D image."""
+    if image.shape[0] <= tile and image.shape[1] <= tile:  # one tile: nothing to blend
+        return predict(torch.from_numpy(image)[None, None])[0]
     out = np.zeros((channels, *image.shape), np.float32)
     norm = np.zeros(image.shape, np.float32)
     pending: list[tuple[slice, slice, np.ndarray]] = []
