@@ -1,0 +1,5 @@
+"""``python -m cellseg.bench``."""
+
+from cellseg.bench import main
+
+main()
