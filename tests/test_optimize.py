@@ -38,3 +38,11 @@ def test_optimized_net_gives_the_same_logits(net_class):
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.MaxPool2d)) for m in net.modules())
     assert expected.std() > 0.1  # not just the bias
     assert torch.allclose(got, expected, rtol=0, atol=1e-4 * expected.abs().max().item())  # fp32 reordering
+
+
+def test_malloc_keeps_freed_memory_where_libc_is_glibc():
+    import platform
+
+    from cellseg.inference.malloc import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from cellseg.checkpoint import load_checkpoint
 from cellseg.data.normalize import percentile_normalize
 from cellseg.errors import CellsegError
+from cellseg.inference.malloc import keep_freed_memory
 from cellseg.inference.optimize import optimize_for_inference
 from cellseg.inference.tiling import predict_tiled
 from cellseg.postprocess import probabilities_to_labels
@@ -86,6 +87,8 @@ class Predictor:
         checkpoint = load_checkpoint(ckpt)
         hparams = checkpoint["hyper_parameters"]
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.autocast = resolve_precision(precision, self.device)
         net = optimize_for_inference(load_net(checkpoint, ckpt), compile_encoder=compile_encoder)
         self.net = net.to(self.device, memory_format=torch.channels_last)
