@@ -42,3 +42,15 @@ def test_every_ablation_variant_computes_the_same_logits():
         with torch.no_grad():
             got = model(frame.contiguous(memory_format=torch.channels_last) if variant.channels_last else frame)
         assert torch.allclose(got, expected, rtol=0, atol=1e-4 * expected.abs().max().item()), variant.name
+
+
+def test_peak_memory_is_the_prediction_process_own(trained_ckpt, tmp_path):
+    import numpy as np
+
+    from cellseg.bench.pipeline import peak_memory_gb
+
+    ballast = np.ones((3 * 1024**3) // 8)  # 3 GB in this process must not show in the child's figure
+    peak = peak_memory_gb(trained_ckpt, tmp_path, "cpu", side=256)
+    assert ballast.sum() > 0
+    assert 0.1 < peak < 3.0
+    assert (tmp_path / "big_out" / "big_labels.tif").is_file()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cellseg.bench.hardware import native_bf16, sync
+from cellseg.inference.malloc import keep_freed_memory
 from cellseg.inference.optimize import optimize_for_inference
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 
@@ -48,6 +49,7 @@ class Variant:
     channels_last: bool = True
     head: str = "matmul"  # matmul | conv_transpose | conv_transpose_fp32
     optimized: bool = False
+    malloc: bool = False  # glibc keeps freed blocks (irreversible for the process: run these last)
     compiled: bool = False
 
 
@@ -57,9 +59,10 @@ VARIANTS = (
     Variant("bf16 autocast everywhere (ConvTranspose2d head in bf16)", True, head="conv_transpose"),
     Variant("bf16 encoder, ConvTranspose2d head in fp32 (previous release)", True, head="conv_transpose_fp32"),
     Variant("bf16, head as matmul + shifted adds", True),
-    Variant("bf16, matmul head, BN folded, shifted max pools (predict.py)", True, optimized=True),
+    Variant("bf16, matmul head, BN folded, shifted max pools", True, optimized=True),
     Variant("fp32, matmul head, BN folded, shifted max pools", False, optimized=True),
-    Variant("bf16, matmul head, BN folded, encoder compiled (compile=true)", True, optimized=True, compiled=True),
+    Variant("bf16, all of the above + glibc malloc keeps freed blocks (predict.py)", True, optimized=True, malloc=True),
+    Variant("bf16, ... + encoder compiled (compile=true)", True, optimized=True, malloc=True, compiled=True),
 )
 
 
@@ -102,13 +105,16 @@ def _runner(module: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[[], torc
 def ablation(net: GoogLeNetFCN, frame: torch.Tensor, device: torch.device, repeats: int = 5) -> list[dict]:
     """Network seconds per frame for each of :data:`VARIANTS` (bf16 ones only with native bf16).
 
-    ``frame`` is one normalized (1, 1, H, W) frame. The compiled variant also reports its
-    compile time (the first call, less one steady call).
+    ``frame`` is one normalized (1, 1, H, W) frame. Call this before anything in the
+    process has changed malloc's settings (a :class:`Predictor` does). The compiled
+    variant also reports its compile time (the first call, less one steady call).
     """
     rows = []
     for variant in VARIANTS:
         if variant.bf16 and not native_bf16(device):
             continue
+        if variant.malloc and device.type == "cpu":
+            keep_freed_memory()
         module = build_variant(net, variant, device)
         layout = torch.channels_last if variant.channels_last else torch.contiguous_format
         run = _runner(module, frame.to(device).contiguous(memory_format=layout), variant.bf16)

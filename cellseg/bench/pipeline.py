@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import torch
 from cellseg import metrics
 from cellseg.bench.hardware import sync
 from cellseg.data.io import read_image
+from cellseg.data.normalize import percentile_normalize
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import PredictionRun
@@ -79,24 +79,41 @@ def agreement(ckpt: Path, frames: list[np.ndarray], device: str) -> dict[str, fl
     return {"frames": len(frames), "same_cell_count": same_count, "mean_iou": float(np.mean(ious))}
 
 
-def peak_memory_gb(ckpt: Path, folder: Path, device: str, side: int = 4096) -> float:
-    """Peak resident memory (GB) of predict.py on one side x side image, in a fresh process."""
+# Runs a script and then prints its peak resident memory. VmHWM belongs to the process's
+# own address space; ru_maxrss would also count the pages of the (large) benchmark process
+# it was forked from, which Linux carries over at exec.
+PEAK_RSS_RUNNER = """
+import runpy, sys
+script, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    with open("/proc/self/status") as status:
+        print(next(line for line in status if line.startswith("VmHWM")), flush=True)
+"""
+
+
+def peak_memory_gb(ckpt: Path, folder: Path, device: str, side: int = 4096) -> float | None:
+    """Peak resident memory (GB) of predict.py on one side x side image, in a fresh process
+    (None where /proc is missing)."""
+    if not Path("/proc/self/status").is_file():
+        return None
     image, _ = synthetic_frame(np.random.default_rng(0), side)
     tifffile.imwrite(folder / "big.tif", image)
     root = Path(__file__).resolve().parents[2]
     command = [
-        sys.executable, str(root / "predict.py"), f"ckpt={ckpt}", f"input={folder / 'big.tif'}",
-        f"output={folder / 'big_out'}", f"device={device}", "overwrite=true", f"hydra.run.dir={folder / 'hydra'}",
+        sys.executable, "-c", PEAK_RSS_RUNNER, str(root / "predict.py"), f"ckpt={ckpt}",
+        f"input={folder / 'big.tif'}", f"output={folder / 'big_out'}", f"device={device}", "overwrite=true",
+        f"hydra.run.dir={folder / 'hydra'}",
     ]  # fmt: skip
-    with open(folder / "predict.log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest child's
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"predict.py on the {side}^2 image failed:\n{(folder / 'predict.log').read_text()}")
-    return usage.ru_maxrss / 1024**2
+    result = subprocess.run(command, capture_output=True, text=True)
+    peak = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("VmHWM")]
+    if result.returncode or not peak:
+        raise RuntimeError(f"predict.py on the {side}^2 image failed:\n{result.stdout}\n{result.stderr}")
+    return int(peak[0]) * 1024 / 1e9
 
 
-def normalized_tensor(predictor: Predictor, frame: np.ndarray) -> torch.Tensor:
-    """One raw frame as the (1, 1, H, W) network input."""
-    return torch.from_numpy(predictor.normalize(frame))[None, None]
+def normalized_tensor(checkpoint: dict, frame: np.ndarray) -> torch.Tensor:
+    """One raw frame as the (1, 1, H, W) input of the network of ``checkpoint``."""
+    norm = checkpoint["hyper_parameters"]["data"]["norm"]
+    return torch.from_numpy(percentile_normalize(frame, norm["low"], norm["high"]))[None, None]
