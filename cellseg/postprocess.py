@@ -74,11 +74,10 @@ def grow_into(seeds: np.ndarray, region: np.ndarray, distance: int) -> np.ndarra
     if distance <= 0 or ys.size == 0:
         return grown
     padded = np.pad(seeds, distance)
-    dy, dx = np.mgrid[-distance : distance + 1, -distance : distance + 1]
-    order = np.argsort(dy**2 + dx**2, axis=None, kind="stable")
-    inside = (dy**2 + dx**2).ravel()[order] <= distance**2
+    span = range(-distance, distance + 1)
+    disk_offsets = [(oy, ox) for oy in span for ox in span if 0 < oy * oy + ox * ox <= distance**2]
     found = np.zeros(ys.size, seeds.dtype)
-    for oy, ox in zip(dy.ravel()[order][inside][1:], dx.ravel()[order][inside][1:]):
+    for oy, ox in sorted(disk_offsets, key=lambda o: o[0] ** 2 + o[1] ** 2):  # nearest first
         empty = found == 0
         found[empty] = padded[ys[empty] + distance + oy, xs[empty] + distance + ox]
     grown[ys, xs] = found

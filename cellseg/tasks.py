@@ -155,7 +155,7 @@ def _should_compile(setting: bool | str, min_frames: int, inputs: list[Path]) ->
         raise CellsegError(f"compile={setting!r}; use auto, true or false")
     if setting != "auto":
         return bool(setting)
-    frames = count_frames(inputs)
+    frames = len(inputs) if len(inputs) >= min_frames else count_frames(inputs)  # >= 1 frame per file
     if frames >= min_frames:
         log.info("%d frames: compiling the encoder first (torch.compile; compile=false skips it)", frames)
         return True

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cellseg.inference.predictor import resolve_precision
+
 MATMUL_SIZES = (1024, 2048, 4096)
 
 
@@ -33,10 +35,9 @@ def sync(device: torch.device) -> None:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 runs in hardware here (emulated bf16 on a CPU is many times slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether bf16 runs in hardware here, i.e. ``precision=auto`` picks it (emulated bf16
+    on a CPU is many times slower)."""
+    return resolve_precision("auto", device) == torch.bfloat16
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:

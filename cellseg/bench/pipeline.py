@@ -49,21 +49,25 @@ def frame_times(predictor: Predictor, frames: list[np.ndarray]) -> dict[str, flo
     return {"network_s": statistics.median(network), "postprocess_s": statistics.median(post)}
 
 
-def end_to_end(predictor: Predictor, frames: list[np.ndarray], folder: Path) -> tuple[float, float]:
+def write_frames(frames: list[np.ndarray], folder: Path) -> list[Path]:
+    """The frames as one TIFF each in ``folder``, the input of the end-to-end runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"f{index:03d}.tif" for index in range(len(frames))]
+    for path, frame in zip(paths, frames):
+        tifffile.imwrite(path, frame)
+    return paths
+
+
+def end_to_end(predictor: Predictor, paths: list[Path], folder: Path) -> tuple[float, float]:
     """Seconds of a one-frame warm-up run (which compiles, where the predictor does), and
-    seconds per frame of the folder run that follows: read, normalize, network,
-    post-process, measure, write labels."""
-    inputs = folder / "inputs"
-    inputs.mkdir(parents=True, exist_ok=True)
-    for index, frame in enumerate(frames):
-        tifffile.imwrite(inputs / f"f{index:03d}.tif", frame)
-    paths = sorted(inputs.iterdir())
+    seconds per frame of the folder run of ``paths`` that follows: read, normalize,
+    network, post-process, measure, write labels (results go to ``folder``)."""
     start = time.perf_counter()
     PredictionRun(predictor, folder / "warmup", save_prob=False, save_overlay=False).run(paths[:1])
     warmup = time.perf_counter() - start
     start = time.perf_counter()
     PredictionRun(predictor, folder / "out", save_prob=False, save_overlay=False).run(paths)
-    return warmup, (time.perf_counter() - start) / len(frames)
+    return warmup, (time.perf_counter() - start) / len(paths)
 
 
 def agreement(ckpt: Path, frames: list[np.ndarray], device: str) -> dict[str, float]:
