@@ -1,4 +1,4 @@
-"""The tasks behind the entry points: ``train(cfg)`` and ``predict(cfg)``."""
+"""The task behind ``train.py``: ``train(cfg)``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
-from cellseg.evaluate import Evaluator
-from cellseg.inference.predictor import Predictor
-from cellseg.inference.run import PredictionRun, RunStats, count_frames, default_output, find_inputs
 from cellseg.models.module import CellSegModule
 from cellseg.utils.callbacks import ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
@@ -147,58 +144,3 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         print(f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; {where}")
     return best
-
-
-def _should_compile(setting: bool | str, min_frames: int, inputs: list[Path]) -> bool:
-    """``compile=true|false``, or ``auto``: compile when the run has ``min_frames`` frames or more."""
-    if setting not in (True, False, "auto"):
-        raise CellsegError(f"compile={setting!r}; use auto, true or false")
-    if setting != "auto":
-        return bool(setting)
-    frames = len(inputs) if len(inputs) >= min_frames else count_frames(inputs)  # >= 1 frame per file
-    if frames >= min_frames:
-        log.info("%d frames: compiling the encoder first (torch.compile; compile=false skips it)", frames)
-        return True
-    return False
-
-
-def predict(cfg: DictConfig) -> RunStats:
-    """Segment ``cfg.input`` with the checkpoint ``cfg.ckpt``; write results to ``cfg.output``."""
-    inputs = find_inputs(str(cfg.input))
-    out_dir = Path(cfg.output) if cfg.output else default_output(str(cfg.input), inputs)
-    compile_encoder = _should_compile(cfg.compile, cfg.compile_min_frames, inputs)
-    predictor = Predictor(
-        cfg.ckpt,
-        device=cfg.device,
-        precision=cfg.precision,
-        tile=cfg.tile,
-        overlap=cfg.overlap,
-        batch_size=cfg.batch_size,
-        tta=cfg.tta,
-        norm=_plain(cfg.norm),
-        threshold=cfg.threshold,
-        postprocess={
-            **(_plain(cfg.postprocess) if cfg.get("postprocess") else {}),
-            "min_size": cfg.min_size,
-            "h": cfg.h,
-        },
-        compile_encoder=compile_encoder,
-    )
-    evaluator = Evaluator(cfg.gt, out_dir, predictor.edge_width, predictor.val_roc) if cfg.gt else None
-    run = PredictionRun(predictor, out_dir, cfg.save_prob, cfg.save_overlay, cfg.overwrite, evaluator)
-    stats = run.run(inputs)
-    per_frame = stats.seconds / max(stats.frames, 1)
-    print(
-        f"{stats.images} images ({stats.frames} frames) segmented, {stats.cells} cells, "
-        f"{per_frame:.2f} s per frame; results in {out_dir}"
-    )
-    if stats.metrics:
-        m = stats.metrics
-        print(
-            f"vs ground truth: SEG {m['seg']:.3f}, AP50 {m['ap50']:.3f}, AP {m['ap']:.3f}, AUC {m['auc']:.4f}; "
-            f"{m['merges']} merges, {m['splits']} splits, {m['false_positives']} false positives, "
-            f"{m['misses']} misses (metrics.json, roc.png, *_errors.png)"
-        )
-    if stats.failed:
-        raise CellsegError(f"{len(stats.failed)} of {len(inputs)} inputs failed (reported above); the others are done")
-    return stats

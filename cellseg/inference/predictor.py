@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 
 from cellseg.checkpoint import load_checkpoint
 from cellseg.data.normalize import percentile_normalize
 from cellseg.errors import CellsegError
-from cellseg.inference.malloc import keep_freed_memory
 from cellseg.inference.optimize import optimize_for_inference
 from cellseg.inference.tiling import predict_tiled
-from cellseg.postprocess import probabilities_to_labels
+from cellseg.models.registry import build_net
+from cellseg.postprocess import METHODS, probabilities_to_labels
 
 
 def resolve_device(device: str) -> torch.device:
@@ -44,7 +43,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def load_net(checkpoint: dict, ckpt: str | Path) -> torch.nn.Module:
     """The network of a loaded checkpoint (see :func:`load_checkpoint`), in eval mode on the CPU."""
     net_cfg = checkpoint["hyper_parameters"]["net"]
-    net = instantiate({**net_cfg, "encoder_weights": None})
+    net = build_net(net_cfg, str(ckpt), encoder_weights=None)
     weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(weights)
@@ -53,6 +52,29 @@ def load_net(checkpoint: dict, ckpt: str | Path) -> torch.nn.Module:
             f"{ckpt}: weights do not fit {net_cfg['_target_']} ({str(err).splitlines()[0][:150]})"
         ) from err
     return net.eval()
+
+
+POSTPROCESS_OPTIONS = {"method": str, "min_size": int, "expand": int, "h": (int, float)}
+
+
+def check_saved_options(hparams: dict, ckpt: str | Path) -> None:
+    """Refuse a checkpoint whose normalization or post-processing is not plain, known values."""
+    norm = hparams["data"].get("norm") if isinstance(hparams["data"], dict) else None
+    post = hparams["postprocess"]
+    problems = []
+    if not isinstance(norm, dict) or not all(isinstance(norm.get(k), (int, float)) for k in ("low", "high")):
+        problems.append("data.norm is not two numbers low/high")
+    if not isinstance(hparams["data"].get("edge_width"), int):
+        problems.append("data.edge_width is not an integer")
+    if not isinstance(post, dict) or any(
+        k not in POSTPROCESS_OPTIONS or not isinstance(v, POSTPROCESS_OPTIONS[k]) or isinstance(v, bool)
+        for k, v in post.items()
+    ):
+        problems.append("postprocess holds unknown or non-plain options")
+    elif post.get("method", "threshold") not in METHODS:
+        problems.append(f"postprocess.method is not one of {', '.join(METHODS)}")
+    if problems:
+        raise CellsegError(f"{ckpt}: refused: {problems[0]}; use a .ckpt written by train.py")
 
 
 class Predictor:
@@ -86,15 +108,17 @@ class Predictor:
     ):
         checkpoint = load_checkpoint(ckpt)
         hparams = checkpoint["hyper_parameters"]
+        check_saved_options(hparams, ckpt)
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
         self.autocast = resolve_precision(precision, self.device)
         net = optimize_for_inference(load_net(checkpoint, ckpt), compile_encoder=compile_encoder)
         self.net = net.to(self.device, memory_format=torch.channels_last)
         saved_norm = hparams["data"]["norm"]
         self.norm = {k: v if v is not None else saved_norm[k] for k, v in {**saved_norm, **(norm or {})}.items()}
-        self.threshold = float(threshold if threshold is not None else checkpoint["state_dict"]["threshold"])
+        saved_threshold = checkpoint["state_dict"].get("threshold")
+        if not isinstance(saved_threshold, torch.Tensor) or saved_threshold.numel() != 1:
+            raise CellsegError(f"{ckpt}: no probability threshold stored; use a .ckpt written by train.py")
+        self.threshold = float(threshold if threshold is not None else saved_threshold)
         overrides = {k: v for k, v in (postprocess or {}).items() if v is not None}
         self.postprocess = {**hparams["postprocess"], **overrides}
         self.tile, self.overlap, self.batch_size, self.tta = tile, overlap, batch_size, tta

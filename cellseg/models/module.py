@@ -14,12 +14,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 from torchmetrics.classification import BinaryROC
 
 from cellseg import metrics
 from cellseg.models.losses import EdgeWeightedBCE
+from cellseg.models.registry import build_net, build_optimizer, build_schedule
 from cellseg.postprocess import probabilities_to_labels
 
 ROC_BINS = 200
@@ -54,7 +54,7 @@ class CellSegModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = instantiate(net)
+        self.net = build_net(net)
         self.net.to(memory_format=torch.channels_last)
         self.criterion = EdgeWeightedBCE(**loss)
         self.register_buffer("threshold", torch.tensor(0.5))
@@ -122,8 +122,8 @@ class CellSegModule(L.LightningModule):
     def configure_optimizers(self) -> dict:
         world = self.trainer.world_size if self._trainer is not None else 1
         lr = self.hparams.optimizer["lr"] * LR_SCALING[self.hparams.lr_scaling](world)
-        optimizer = instantiate({**self.hparams.optimizer, "lr": lr}, params=self.parameters())
-        schedule = instantiate(self.hparams.scheduler)
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), lr)
+        schedule = build_schedule(self.hparams.scheduler)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule(self._progress()))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
