@@ -1,0 +1,274 @@
+"""Online tracking: each instance-label frame is relabelled with track ids as it arrives.
+
+Frame t-1 -> t: every (track seen at t-1, object) pair gets a cost, ``1 - IoU`` where the
+IoU reaches ``min_overlap``, else ``1 + distance / max_distance`` (centroid distance alone,
+ranked after every overlap); pairs farther apart than ``max_distance`` are forbidden; one
+global one-to-one assignment (``scipy.optimize.linear_sum_assignment``). Then, in order:
+
+* division: a track seen at t-1 that did not continue as a cell of its own size, with two
+  objects of about half its area (``DAUGHTER_AREA`` each, ``DAUGHTERS_AREA`` together)
+  within ``division_distance`` of its centroid (unlinked, or one of them linked to it),
+  ends at t-1; both objects start new tracks whose ``parent_id`` is that track (Cell
+  Tracking Challenge convention: a daughter never continues her mother's id);
+* gap closing: objects still unlinked are assigned to tracks lost at most ``gap_closing``
+  frames ago (centroid distance <= ``max_distance``), which keep their id; the run after
+  the gap reserves one more id, its label in the CTC format (see ``Track.segments``);
+* the rest start new tracks (cells entering the field or appearing).
+
+Tracks unseen for more than ``gap_closing`` frames are closed. Memory: one summary row per
+track, and of the previous frame only its object index per pixel and per-object stats.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+DAUGHTER_AREA = (0.25, 0.75)  # each daughter's area as a fraction of its mother's
+DAUGHTERS_AREA = (0.6, 1.4)  # both daughters' area together, as a fraction of their mother's
+FORBIDDEN = 1e9  # cost of a link that must not be made
+
+
+@dataclass
+class Track:
+    """One row of the track table: where and when a track was seen, and running sums."""
+
+    track_id: int
+    parent_id: int  # 0 = none
+    first_frame: int
+    last_frame: int
+    frames_present: int  # frames in which the track was seen (gaps excluded)
+    first_centroid: tuple[float, float]
+    last_centroid: tuple[float, float]
+    path_length: float = 0.0  # px, summed centroid steps (a bridged gap counts as one step)
+    area_sum: float = 0.0
+    intensity_sum: float = 0.0  # sum over frames of the mean intensity inside the cell
+    # (CTC label, first frame, last frame) of each gap-free run; the first label is track_id
+    segments: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def mean_area(self) -> float:
+        return self.area_sum / self.frames_present
+
+    @property
+    def mean_intensity(self) -> float:
+        return self.intensity_sum / self.frames_present
+
+
+@dataclass
+class _Objects:
+    """The objects of one frame: compact index per foreground pixel and per-object stats."""
+
+    pixels: np.ndarray  # flat indices of the foreground pixels
+    index: np.ndarray  # object index (0..n-1) of each foreground pixel
+    area: np.ndarray
+    centroid: np.ndarray  # (n, 2) y, x
+    intensity: np.ndarray  # (n,) mean intensity, NaN without an intensity image
+
+
+def _objects(labels: np.ndarray, intensity: np.ndarray | None) -> _Objects:
+    """Per-object area, centroid and mean intensity from bincounts over the foreground."""
+    flat = labels.ravel()
+    pixels = np.flatnonzero(flat != 0)  # a boolean mask is ~10x faster to scan than the labels
+    values = flat[pixels].astype(np.int64)
+    if values.size and values.max() < 4 * flat.size:  # dense enough for a lookup table
+        present = np.flatnonzero(np.bincount(values))
+        lut = np.zeros(int(values.max()) + 1, np.intp)
+        lut[present] = np.arange(present.size)
+        index = lut[values]
+    else:
+        index = np.unique(values, return_inverse=True)[1].ravel()
+    count = int(index.max()) + 1 if index.size else 0
+    area = np.bincount(index, minlength=count).astype(np.float64)
+    ys, xs = np.divmod(pixels, labels.shape[1])
+    centroid = np.stack([np.bincount(index, ys, count), np.bincount(index, xs, count)], axis=1) / area[:, None]
+    if intensity is None:
+        mean = np.full(count, np.nan)
+    else:
+        mean = np.bincount(index, intensity.ravel()[pixels].astype(np.float64), count) / area
+    return _Objects(pixels, index, area, centroid, mean)
+
+
+def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Globally optimal one-to-one (row, column) pairs, forbidden pairs left out."""
+    if cost.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(cost)
+    return [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if cost[r, c] < FORBIDDEN]
+
+
+class OverlapTracker:
+    """Link instance labels frame by frame into tracks; see the module docstring."""
+
+    def __init__(
+        self,
+        max_distance: float = 50.0,
+        gap_closing: int = 2,
+        divisions: bool = True,
+        division_distance: float = 40.0,
+        min_overlap: float = 0.1,
+    ) -> None:
+        self.max_distance = max_distance
+        self.gap_closing = gap_closing
+        self.divisions = divisions
+        self.division_distance = division_distance
+        self.min_overlap = min_overlap
+        self._tracks: dict[int, Track] = {}
+        self._open: set[int] = set()  # tracks that may still continue
+        self._frame = 0
+        self._next_id = 1
+        self._prev: np.ndarray | None = None  # previous frame: 1 + index of the object at each pixel
+        self._prev_pixels = np.zeros(0, np.intp)
+        self._prev_ids = np.zeros(0, np.int64)  # track id of each of the previous frame's objects
+        self._prev_area = np.zeros(0)
+        self._prev_centroid = np.zeros((0, 2))
+
+    def tracks(self) -> list[Track]:
+        """Every track so far, in order of id."""
+        return list(self._tracks.values())
+
+    def update(self, labels: np.ndarray, intensity: np.ndarray | None = None) -> np.ndarray:
+        """Relabel one frame (instance labels, 0 = background) with track ids (uint32)."""
+        labels = np.asarray(labels)
+        if labels.ndim != 2:
+            raise ValueError(f"tracking needs 2-D label frames, got shape {labels.shape}")
+        if self._prev is None:
+            self._prev = np.zeros(labels.shape, np.int32)
+        elif labels.shape != self._prev.shape:
+            raise ValueError(f"frame {self._frame} has shape {labels.shape}, earlier frames {self._prev.shape}")
+        if intensity is not None and np.shape(intensity) != labels.shape:
+            raise ValueError(f"intensity shape {np.shape(intensity)} differs from labels shape {labels.shape}")
+        objects = _objects(labels, intensity)
+        ids = np.zeros(objects.area.size, np.int64)  # track id of each object, 0 = not yet linked
+        links = self._link(objects)
+        for row, col in links:
+            ids[col] = self._prev_ids[row]
+        if self.divisions:
+            self._divide(objects, links, ids)
+        self._close_gaps(objects, ids)
+        for col in np.flatnonzero(ids == 0):
+            ids[col] = self._start(0)
+        self._record(objects, ids)
+        out = np.zeros(labels.shape, np.uint32)
+        out.ravel()[objects.pixels] = ids[objects.index]
+        self._remember(objects, ids)
+        self._frame += 1
+        return out
+
+    def _link(self, objects: _Objects) -> list[tuple[int, int]]:
+        """(previous-frame row, object) pairs by overlap and distance, globally assigned."""
+        n_prev, n_cur = self._prev_ids.size, objects.area.size
+        if n_prev == 0 or n_cur == 0:
+            return []
+        prev = self._prev.ravel()[objects.pixels].astype(np.intp)
+        shared = prev > 0
+        joint = np.bincount((prev[shared] - 1) * n_cur + objects.index[shared], minlength=n_prev * n_cur)
+        inter = joint.reshape(n_prev, n_cur).astype(np.float64)
+        iou = inter / (self._prev_area[:, None] + objects.area[None, :] - inter)
+        distance = cdist(self._prev_centroid, objects.centroid)
+        # overlapping pairs rank by IoU, before any pair linked on centroid distance alone
+        cost = np.where(iou >= self.min_overlap, 1.0 - iou, 1.0 + distance / self.max_distance)
+        cost[distance > self.max_distance] = FORBIDDEN
+        return _assign(cost)
+
+    def _divide(self, objects: _Objects, links: list[tuple[int, int]], ids: np.ndarray) -> None:
+        """End mothers seen at t-1 whose two daughters are found now; daughters start tracks."""
+        if self._prev_ids.size == 0 or objects.area.size < 2:
+            return
+        match = dict(links)  # previous row -> object
+        linked_to = {col: row for row, col in links}
+        distance = cdist(self._prev_centroid, objects.centroid)
+        ratio = objects.area[None, :] / self._prev_area[:, None]
+        daughter = (distance <= self.division_distance) & (ratio >= DAUGHTER_AREA[0]) & (ratio <= DAUGHTER_AREA[1])
+        candidates = []
+        for row in range(self._prev_ids.size):
+            if row in match and not daughter[row, match[row]]:
+                continue  # the track continued as a cell of its own size
+            cols = [c for c in np.flatnonzero(daughter[row]).tolist() if linked_to.get(c, row) == row]
+            for a, b in itertools.combinations(cols, 2):
+                if row in match and match[row] not in (a, b):
+                    continue  # a mother linked to one daughter cannot divide into two other cells
+                together = ratio[row, a] + ratio[row, b]
+                if DAUGHTERS_AREA[0] <= together <= DAUGHTERS_AREA[1]:
+                    score = abs(together - 1.0) + (distance[row, a] + distance[row, b]) / self.division_distance
+                    candidates.append((score, row, a, b))
+        used: set[int] = set()
+        for _, row, a, b in sorted(candidates):
+            if row in used or ({a, b} & used):
+                continue
+            used.update((row, a, b))
+            mother = int(self._prev_ids[row])
+            self._open.discard(mother)
+            ids[a], ids[b] = self._start(mother), self._start(mother)
+
+    def _close_gaps(self, objects: _Objects, ids: np.ndarray) -> None:
+        """Give unlinked objects the ids of tracks lost at most ``gap_closing`` frames ago."""
+        lost = [t for t in self._open if self._tracks[t].last_frame < self._frame - 1]
+        free = np.flatnonzero(ids == 0)
+        if not lost or free.size == 0:
+            return
+        lost_ids = np.array(sorted(lost), np.int64)
+        last = np.array([self._tracks[t].last_centroid for t in lost_ids.tolist()], np.float64)
+        distance = cdist(last, objects.centroid[free])
+        cost = np.where(distance <= self.max_distance, distance, FORBIDDEN)
+        for row, col in _assign(cost):
+            track = self._tracks[int(lost_ids[row])]
+            label = self._new_id()  # the run after the gap is its own CTC track, child of the run before
+            track.segments.append((label, self._frame, self._frame))
+            ids[free[col]] = track.track_id
+
+    def _start(self, parent_id: int) -> int:
+        """Open a new track (its row is filled by :meth:`_record`) and return its id."""
+        track_id = self._new_id()
+        nan = (float("nan"), float("nan"))
+        self._tracks[track_id] = Track(track_id, parent_id, self._frame, self._frame, 0, nan, nan)
+        self._tracks[track_id].segments.append((track_id, self._frame, self._frame))
+        self._open.add(track_id)
+        return track_id
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _record(self, objects: _Objects, ids: np.ndarray) -> None:
+        """Add this frame's observations to the track rows; close tracks lost too long."""
+        for col, track_id in enumerate(ids.tolist()):
+            track = self._tracks[track_id]
+            centroid = (float(objects.centroid[col, 0]), float(objects.centroid[col, 1]))
+            if track.frames_present == 0:
+                track.first_centroid = centroid
+            else:
+                track.path_length += float(np.hypot(*np.subtract(centroid, track.last_centroid)))
+            track.last_centroid = centroid
+            track.last_frame = self._frame
+            track.frames_present += 1
+            track.area_sum += float(objects.area[col])
+            track.intensity_sum += float(objects.intensity[col])
+            label, start, _ = track.segments[-1]
+            track.segments[-1] = (label, start, self._frame)
+        self._open = {t for t in self._open if self._tracks[t].last_frame >= self._frame - self.gap_closing}
+
+    def _remember(self, objects: _Objects, ids: np.ndarray) -> None:
+        """Keep this frame's objects per pixel, with their track ids and areas, for the next frame's links."""
+        prev = self._prev.ravel()
+        prev[self._prev_pixels] = 0
+        prev[objects.pixels] = objects.index + 1
+        self._prev_pixels = objects.pixels
+        self._prev_ids = ids
+        self._prev_area = objects.area
+        self._prev_centroid = objects.centroid
+
+
+class NoTracker:
+    """``tracker=none``: frames pass through unchanged and there are no tracks."""
+
+    def update(self, labels: np.ndarray, intensity: np.ndarray | None = None) -> np.ndarray:
+        """Return ``labels`` as they are."""
+        return labels
+
+    def tracks(self) -> list[Track]:
+        return []
