@@ -1,11 +1,13 @@
 """Train a cellseg model: ``python train.py [+experiment=NAME] [overrides]``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from cellseg import tasks
 from cellseg.utils import resolvers  # noqa: F401  (registers ${cellseg.*:} resolvers)
-from cellseg.utils.task import run_task
+from cellseg.utils.task import check_arguments, run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -15,4 +17,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_arguments(sys.argv[1:])
     main()

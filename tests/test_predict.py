@@ -14,9 +14,9 @@ import torch
 from cellseg import metrics
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.errors import CellsegError
+from cellseg.inference.inputs import plan_sources
 from cellseg.inference.optimize import CompiledEncoder
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.run import count_frames
 from cellseg.inference.tiling import predict_tiled, tile_starts
 from cellseg.postprocess import probabilities_to_labels
 
@@ -24,7 +24,7 @@ from .conftest import ROOT, compose_cfg
 
 
 def predict_run(ckpt, input_path, out_dir, *extra):
-    from cellseg.tasks import predict
+    from cellseg.inference.predict_task import predict
 
     cfg = compose_cfg([f"ckpt={ckpt}", f"input={input_path}", f"output={out_dir}", *extra], config_name="predict")
     return predict(cfg)
@@ -158,20 +158,19 @@ def test_existing_outputs_are_kept_unless_overwrite(trained_ckpt, tmp_path):
 
 
 def test_default_output_is_a_new_folder_beside_the_input(trained_ckpt, tmp_path):
-    from cellseg.tasks import predict
+    from cellseg.inference.predict_task import predict
 
     tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 128)[0])
     predict(compose_cfg([f"ckpt={trained_ckpt}", f"input={tmp_path / 'a.tif'}"], config_name="predict"))
     assert (tmp_path / "cellseg_out" / "a_labels.tif").is_file()
 
 
-def test_count_frames_reads_headers_only(tmp_path):
+def test_frames_are_counted_from_headers(tmp_path):
     tifffile.imwrite(tmp_path / "movie.tif", np.zeros((5, 32, 32), np.uint16))
     tifffile.imwrite(tmp_path / "one.tif", np.zeros((1, 32, 32), np.uint8))
     np.save(tmp_path / "stack.npy", np.zeros((3, 32, 32), np.float32))
-    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
-    paths = sorted(tmp_path.iterdir())
-    assert count_frames(paths) == 5 + 1 + 3 + 1
+    sources = {s.name: s for s in plan_sources(str(tmp_path), "auto", None)}
+    assert {name: s.n_frames for name, s in sources.items()} == {"movie": 5, "one": 1, "stack": 3}
 
 
 @pytest.mark.parametrize(
@@ -179,14 +178,14 @@ def test_count_frames_reads_headers_only(tmp_path):
     [(True, 10**6, True), (False, 1, False), ("auto", 3, True), ("auto", 4, False)],
 )
 def test_compile_setting(tmp_path, setting, min_frames, expected):
-    from cellseg.tasks import _should_compile
+    from cellseg.inference.predict_task import _should_compile
 
     tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 32, 32), np.uint16))
-    assert _should_compile(setting, min_frames, [tmp_path / "movie.tif"]) is expected
+    assert _should_compile(setting, min_frames, plan_sources(str(tmp_path / "movie.tif"), "auto", None)) is expected
 
 
 def test_compile_setting_must_be_known(tmp_path):
-    from cellseg.tasks import _should_compile
+    from cellseg.inference.predict_task import _should_compile
 
     with pytest.raises(CellsegError, match="use auto, true or false"):
         _should_compile("fast", 1, [])
@@ -229,7 +228,7 @@ def constant_file(path):
 @pytest.mark.parametrize(
     ("name", "make", "message"),
     [
-        ("rgb.tif", rgb_file, "colour image"),
+        ("rgb.tif", rgb_file, "3 channels"),
         ("empty.npy", empty_file, "empty"),
         ("flat.tif", constant_file, "constant"),
         ("corrupt.tif", lambda p: p.write_bytes(b"\x00" * 50), "cannot be read"),

@@ -1,15 +1,21 @@
-"""Run a predictor over files, folders, globs and stacks; write labels, probabilities,
-overlays and one measurements table. The next file is read while the current one is
-segmented."""
+"""Run a predictor over sources (images, stacks, movies) one frame at a time: read ->
+normalize -> network -> labels -> track -> measure -> write.
+
+Memory does not grow with a movie's length: frames are read ahead one at a time, pages go
+to background writers, and only per-cell table rows are kept. Every output is written
+under a temporary name and renamed when its source is complete; the labels are committed
+last, so ``<stem>_labels.tif`` existing means that source is done (``skip_existing``). A
+bad frame of a stack (blank, constant, NaN, unreadable) gets empty labels and a warning;
+gap closing bridges it.
+"""
 
 from __future__ import annotations
 
-import glob
-import os
+import logging
 import sys
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,107 +25,30 @@ import pandas as pd
 import tifffile
 from rich.progress import Progress
 
-from cellseg.data.io import as_2d, is_image_file, read_image
 from cellseg.errors import CellsegError
 from cellseg.evaluate import Evaluator
+from cellseg.inference.inputs import BadFrame, Source
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
+from cellseg.outputs.atomic import temp_name, write_with
+from cellseg.outputs.streams import FileQueue, TiffStream
+from cellseg.outputs.tracks import TrackOutputs
 from cellseg.visualize import outline_overlay
 
-
-def find_inputs(spec: str) -> list[Path]:
-    """Files named by ``spec``: one file, every image in a folder, or a glob."""
-    path = Path(spec)
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
-        if not found:
-            raise CellsegError(f"{path}: no supported images (.tif, .tiff, .png, .npy) in this folder")
-        return found
-    if path.is_file():
-        return [path]
-    if glob.has_magic(spec):
-        found = sorted(Path(p) for p in glob.glob(spec) if is_image_file(Path(p)))
-        if found:
-            return found
-        raise CellsegError(f"{spec}: no supported images match this pattern")
-    raise CellsegError(f"{spec}: input not found; pass input=FILE, FOLDER or a quoted glob")
-
-
-def default_output(spec: str, inputs: list[Path]) -> Path:
-    """``cellseg_out/`` inside an input folder, else beside the input files."""
-    path = Path(spec)
-    return (path if path.is_dir() else inputs[0].parent) / "cellseg_out"
-
-
-def stack_length(shape: tuple[int, ...]) -> int:
-    """Frames in an image of ``shape``: T for a (T, Y, X) stack (singleton axes aside), else 1."""
-    squeezed = [n for n in shape if n != 1]
-    return squeezed[0] if len(squeezed) == 3 and squeezed[-1] not in (3, 4) else 1
-
-
-def as_frames(image: np.ndarray, path: Path) -> np.ndarray:
-    """(T, Y, X) frames of a single image or a multi-page stack."""
-    if stack_length(image.shape) > 1:
-        return np.squeeze(image)
-    return as_2d(image, path)[None]
-
-
-def count_frames(paths: list[Path]) -> int:
-    """Frames in all ``paths``, from TIFF and NPY headers (no pixels read); 1 per other file
-    and per file whose header cannot be read (reading it will report why)."""
-    total = 0
-    for path in paths:
-        try:
-            if path.suffix.lower() in (".tif", ".tiff"):
-                with tifffile.TiffFile(path) as tif:
-                    shape = tif.series[0].shape
-            elif path.suffix.lower() == ".npy":
-                shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-            else:
-                shape = ()
-        except Exception:  # a broken file counts as one frame here; reading it reports why
-            shape = ()
-        total += stack_length(shape)
-    return total
+log = logging.getLogger(__name__)
+TABLE_COLUMNS = [*COLUMNS[:3], "track_id", *COLUMNS[3:]]
 
 
 @dataclass
-class Outputs:
-    """Where one input's results go."""
+class OutputOptions:
+    """What to write besides the labels and measurements."""
 
-    labels: Path
-    prob: Path
-    overlays: list[Path] = field(default_factory=list)
-
-    @classmethod
-    def for_input(cls, out_dir: Path, stem: str, n_frames: int) -> Outputs:
-        overlays = (
-            [out_dir / f"{stem}_overlay.png"]
-            if n_frames == 1
-            else [out_dir / f"{stem}_t{t:03d}_overlay.png" for t in range(n_frames)]
-        )
-        return cls(out_dir / f"{stem}_labels.tif", out_dir / f"{stem}_prob.tif", overlays)
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    os.replace(tmp, final)
-
-
-def _write_tif(path: Path, array: np.ndarray) -> None:
-    """Write a (T,)Y,X array as one compressed TIFF series, under its final name only when done."""
-    tmp = path.with_suffix(".tmp")
-    tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack")
-    _commit(tmp, path)
-
-
-def prefetch(paths: list[Path]) -> Iterator[tuple[Path, Future]]:
-    """Yield each path with its image being read in the background, the next one ahead."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(read_image, paths[0]) if paths else None
-        for index, path in enumerate(paths):
-            current = ahead
-            ahead = pool.submit(read_image, paths[index + 1]) if index + 1 < len(paths) else None
-            yield path, current
+    save_prob: bool = True
+    save_overlay: bool = True
+    overlay_every: int = 10  # stacks: an overlay PNG every N frames (and the last frame)
+    save_tracks: bool = True  # tracked movies: tracks table, napari tables, CTC folder, plots
+    overwrite: bool = False
+    skip_existing: bool = False
 
 
 @dataclass
@@ -128,32 +57,59 @@ class RunStats:
 
     images: int = 0
     frames: int = 0
+    bad_frames: int = 0
     cells: int = 0
+    tracks: int = 0
+    skipped: int = 0
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)
     metrics: dict | None = None  # with ground truth: the overall evaluation
+    tracking_metrics: dict = field(default_factory=dict)  # per movie: CTC TRA, DET, ...
+
+
+def overlay_frames(n_frames: int, every: int) -> set[int]:
+    """Frames of a source that get an overlay PNG."""
+    return {0} if n_frames == 1 else {*range(0, n_frames, max(every, 1)), n_frames - 1}
+
+
+def read_ahead(frames: Iterator) -> Iterator:
+    """Iterate ``frames`` with the next item read in a background thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(next, frames, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, frames, None)
+            yield item
+
+
+def labels_dtype(first: np.ndarray, n_frames: int) -> np.dtype:
+    """uint16 labels unless there are too many cells (uint32): exact for one frame; for
+    stacks decided on the first frame, with room for new ids (later overflow is an error)."""
+    largest = int(first.max()) if first.size else 0
+    limit = 2**16 if n_frames == 1 else 2**14
+    return np.dtype(np.uint32 if largest >= limit else np.uint16)
 
 
 class PredictionRun:
-    """Segment every input with one predictor; files appear only when complete."""
+    """Segment (and track) every source with one predictor; files appear only when complete."""
 
     def __init__(
         self,
         predictor: Predictor,
         out_dir: Path,
-        save_prob: bool = True,
-        save_overlay: bool = True,
-        overwrite: bool = False,
+        options: OutputOptions | None = None,
         evaluator: Evaluator | None = None,
+        make_tracker: Callable[[], object] | None = None,
+        ctc_gt: Path | None = None,
     ):
         self.predictor = predictor
-        self.evaluator = evaluator
         self.out_dir = out_dir
-        self.save_prob = save_prob
-        self.save_overlay = save_overlay
-        self.overwrite = overwrite
+        self.options = options or OutputOptions()
+        self.evaluator = evaluator
+        self.make_tracker = make_tracker
+        self.ctc_gt = ctc_gt
         self.stats = RunStats()
         self.tables: list[pd.DataFrame] = []
+        self.files = FileQueue()
 
     def prepare(self) -> Path:
         """Create the output folder, check it is writable; return the measurements path."""
@@ -167,66 +123,259 @@ class PredictionRun:
                 f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR"
             ) from err
         table = self.out_dir / "measurements.csv"
-        if table.exists() and not self.overwrite:
-            raise CellsegError(f"{table}: exists already; pass overwrite=true or choose another output=DIR")
+        if table.exists() and not (self.options.overwrite or self.options.skip_existing):
+            raise CellsegError(
+                f"{table}: exists already; pass skip_existing=true to finish an interrupted run, "
+                "overwrite=true to redo it, or choose another output=DIR"
+            )
         return table
 
-    def run(self, inputs: list[Path]) -> RunStats:
-        """Process all inputs; one that fails is reported on stderr and skipped."""
+    def run(self, sources: list[Source]) -> RunStats:
+        """Process all sources; one that fails is reported on stderr and skipped."""
         table = self.prepare()
-        with Progress(transient=True) as progress:
-            task = progress.add_task("images", total=len(inputs), visible=len(inputs) > 1)
-            for path, image in prefetch(inputs):
-                try:
-                    self.process(path, image.result(), progress)
-                except CellsegError as err:
-                    print(f"cellseg: error: {err}", file=sys.stderr)
-                    self.stats.failed.append(str(path))
-                progress.advance(task)
-        frame = pd.concat(self.tables) if self.tables else pd.DataFrame(columns=COLUMNS)
-        tmp = table.with_suffix(".csv.tmp")
-        frame.to_csv(tmp, index=False)
-        _commit(tmp, table)
-        if self.evaluator is not None and self.stats.images:
+        try:
+            with Progress(transient=True) as progress:
+                task = progress.add_task("images", total=len(sources), visible=len(sources) > 1)
+                for source in sources:
+                    try:
+                        self.process(source, progress)
+                    except CellsegError as err:
+                        print(f"cellseg: error: {err}", file=sys.stderr)
+                        self.stats.failed.append(source.label)
+                    progress.advance(task)
+        finally:
+            self.files.shutdown()
+        frame = pd.concat(self.tables) if self.tables else pd.DataFrame(columns=TABLE_COLUMNS)
+        write_with(table, lambda tmp: frame.to_csv(tmp, index=False))
+        if self.evaluator is not None and self.evaluator.per_image:
             self.stats.metrics = self.evaluator.finish()
         return self.stats
 
-    def process(self, path: Path, image: np.ndarray, progress: Progress | None = None) -> None:
-        """Segment one file (all its frames), with a progress bar over the frames of a stack."""
-        frames = as_frames(image, path)
-        truth = self.evaluator.masks_for(path, len(frames), frames.shape[1:]) if self.evaluator else None
-        outputs = Outputs.for_input(self.out_dir, path.stem, len(frames))
-        planned = [outputs.labels, *(outputs.overlays if self.save_overlay else [])]
-        planned += [outputs.prob] if self.save_prob else []
+    def tracked(self, source: Source) -> bool:
+        """Whether this source is tracked (a stack or movie, with a tracker configured)."""
+        return self.make_tracker is not None and source.n_frames > 1
+
+    def planned(self, source: Source) -> list[Path]:
+        """The final paths this source writes (labels last)."""
+        out, stem, opts = self.out_dir, source.name, self.options
+        paths = []
+        if opts.save_prob:
+            paths.append(out / f"{stem}_prob.tif")
+        if opts.save_overlay:
+            paths += [self.overlay_path(source, t) for t in sorted(overlay_frames(source.n_frames, opts.overlay_every))]
+        if self.tracked(source) and opts.save_tracks:
+            paths += TrackOutputs.paths(out, stem)
+        return [*paths, out / f"{stem}_labels.tif"]
+
+    def overlay_path(self, source: Source, index: int) -> Path:
+        suffix = "" if source.n_frames == 1 else f"_t{index:03d}"
+        return self.out_dir / f"{source.name}{suffix}_overlay.png"
+
+    def process(self, source: Source, progress: Progress | None = None) -> None:
+        """Segment one source frame by frame, with a progress bar over the frames of a stack."""
+        if source.error:
+            raise CellsegError(source.error)
+        planned = self.planned(source)
+        labels_path = planned[-1]
+        if self.options.skip_existing and labels_path.exists():
+            self.tables.append(self.remeasure(source, labels_path))
+            self.stats.skipped += 1
+            return
         existing = [p for p in planned if p.exists()]
-        if existing and not self.overwrite:
-            raise CellsegError(f"{existing[0]}: exists already; pass overwrite=true to replace it")
+        if existing and not self.options.overwrite:
+            raise CellsegError(
+                f"{existing[0]}: exists already; pass overwrite=true to replace it or skip_existing=true to keep it"
+            )
+        writer = SourceWriter(self, source)
         start = time.perf_counter()
-        all_labels, all_probs = [], []
-        frame_task = progress.add_task(path.name, total=len(frames)) if progress and len(frames) > 1 else None
-        for index, raw in enumerate(frames):
-            name = f"{path}" if len(frames) == 1 else f"{path} frame {index}"
-            normalized = self.predictor.normalize(raw, name)
-            prob = self.predictor.predict_normalized(normalized)
-            labels = self.predictor.labels(prob)
-            all_labels.append(labels)
-            if self.save_prob:
-                all_probs.append(np.clip(prob[0] + prob[1], 0, 1).astype(np.float16))
-            if self.save_overlay:
-                iio.imwrite(outputs.overlays[index], outline_overlay(normalized, labels))
-            self.tables.append(measure(labels, raw, path.name, index))
-            self.stats.cells += int(labels.max())
-            if truth is not None:
-                stem = path.stem if len(frames) == 1 else f"{path.stem}_t{index:03d}"
-                self.evaluator.add(stem, normalized, truth[index], prob, labels)
+        frame_task = progress.add_task(source.name, total=source.n_frames) if progress and source.n_frames > 1 else None
+        try:
+            self.segment_frames(source, writer, progress, frame_task)
+            writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+        finally:
+            if frame_task is not None:
+                progress.remove_task(frame_task)
+        self.tables.append(writer.table())
+        self.stats.images += 1
+        self.stats.frames += source.n_frames
+        self.stats.seconds += time.perf_counter() - start
+        if writer.tracks is not None:
+            self.stats.tracks += writer.tracks.count
+            if self.ctc_gt is not None:
+                self.stats.tracking_metrics[source.name] = writer.tracks.score(self.ctc_gt)
+
+    def segment_frames(self, source: Source, writer: SourceWriter, progress, frame_task) -> None:
+        """The per-frame pipeline of one source."""
+        truth = (
+            self.evaluator.masks_for(source.paths[0], source.n_frames, writer.shape_hint)
+            if self.evaluator is not None and len(source.paths) == 1 and writer.shape_hint
+            else None
+        )
+        for index, raw in read_ahead(source.frames()):
+            name = source.label if source.n_frames == 1 else f"{source.label} frame {index}"
+            try:
+                if isinstance(raw, BadFrame):
+                    raise CellsegError(str(raw))
+                check_frame(raw, name, writer.shape)
+                normalized = self.predictor.normalize(raw, name)
+            except CellsegError as err:
+                if source.n_frames == 1:
+                    raise
+                log.warning("%s; it gets empty labels", err)
+                print(f"cellseg: warning: {err}; it gets empty labels", file=sys.stderr)
+                self.stats.bad_frames += 1
+                writer.add_bad(index)
+            else:
+                prob = self.predictor.predict_normalized(normalized)
+                labels = self.predictor.labels(prob)
+                writer.add(index, raw, normalized, prob, labels)
+                if truth is not None:
+                    stem = source.name if source.n_frames == 1 else f"{source.name}_t{index:03d}"
+                    self.evaluator.add(stem, normalized, truth[index], prob, labels)
             if frame_task is not None:
                 progress.advance(frame_task)
-        if frame_task is not None:
-            progress.remove_task(frame_task)
-        dtype = np.uint32 if max(int(lab.max()) for lab in all_labels) >= 2**16 else np.uint16
-        _write_tif(outputs.labels, np.squeeze(np.stack(all_labels).astype(dtype), axis=0 if len(frames) == 1 else ()))
-        if self.save_prob:
-            _write_tif(outputs.prob, np.squeeze(np.stack(all_probs), axis=0 if len(frames) == 1 else ()))
-        self.stats.images += 1
-        self.stats.frames += len(frames)
-        self.stats.seconds += time.perf_counter() - start
+
+    def remeasure(self, source: Source, labels_path: Path) -> pd.DataFrame:
+        """Rows of an already finished source, measured again from its labels and raw frames."""
+        with tifffile.TiffFile(labels_path) as tif:
+            pages = tif.series[0].pages
+            rows = []
+            for index, raw in source.frames():
+                if isinstance(raw, BadFrame):
+                    continue
+                labels = np.squeeze(pages[index].asarray()).astype(np.int64)
+                rows.append(table_rows(labels, raw, source, index, self.tracked(source)))
+        log.info("%s: labels exist (skip_existing=true): measured again, not segmented", labels_path)
+        return pd.concat(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
+
+
+def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None) -> None:
+    """Refuse a frame that cannot be segmented: wrong size, NaN or infinite pixels."""
+    if raw.ndim != 2:
+        raise CellsegError(f"{name}: expected a 2-D frame, got shape {raw.shape}")
+    if shape is not None and raw.shape != shape:
+        raise CellsegError(f"{name}: frame of shape {raw.shape} in a movie of {shape} frames")
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        bad = int((~np.isfinite(raw)).sum())
+        raise CellsegError(f"{name}: {bad} NaN or infinite pixels; replace them (e.g. by 0) before segmenting")
+
+
+def table_rows(labels: np.ndarray, raw: np.ndarray, source: Source, index: int, tracked: bool) -> pd.DataFrame:
+    """Measurements of one frame, with ``track_id`` (the label) for tracked movies."""
+    rows = measure(labels, raw, source.name, index)
+    rows.insert(3, "track_id", rows["label"] if tracked else pd.array([pd.NA] * len(rows), dtype="Int64"))
+    return rows
+
+
+class SourceWriter:
+    """The outputs of one source, fed frame by frame, committed or discarded together."""
+
+    def __init__(self, run: PredictionRun, source: Source):
+        self.run, self.source = run, source
+        self.opts = run.options
+        self.shape: tuple[int, int] | None = None
+        self.shape_hint = self._first_shape() if run.evaluator is not None else None
+        self.labels: TiffStream | None = None
+        self.prob: TiffStream | None = None
+        self.rows: list[pd.DataFrame] = []
+        self.pending_bad: list[int] = []
+        self.overlays = overlay_frames(source.n_frames, self.opts.overlay_every) if self.opts.save_overlay else set()
+        self.overlay_tmps: list[tuple[Path, Path]] = []
+        self.tracker = run.make_tracker() if run.tracked(source) else None
+        self.tracks = TrackOutputs(run.out_dir, source.name, run.files) if self.tracker is not None else None
+
+    def _first_shape(self) -> tuple[int, int] | None:
+        try:
+            frame = next(iter(self.source.frames()))[1]
+        except StopIteration:
+            return None
+        return None if isinstance(frame, BadFrame) or frame.ndim != 2 else frame.shape
+
+    def _open(self, labels: np.ndarray) -> None:
+        self.shape = labels.shape
+        n, out, stem = self.source.n_frames, self.run.out_dir, self.source.name
+        self.labels = TiffStream(out / f"{stem}_labels.tif", n, labels.shape, labels_dtype(labels, n))
+        if self.opts.save_prob:
+            self.prob = TiffStream(out / f"{stem}_prob.tif", n, labels.shape, np.float16)
+        for index in self.pending_bad:  # bad frames before the first good one
+            self._write_empty(index)
+        self.pending_bad = []
+
+    def add(self, index: int, raw: np.ndarray, normalized: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
+        """One segmented frame."""
+        if self.tracker is not None:
+            labels = self.tracker.update(labels, raw)
+        if self.labels is None:
+            self._open(labels)
+        if labels.size and int(labels.max()) > np.iinfo(self.labels.dtype).max:
+            raise CellsegError(
+                f"{self.source.label} frame {index}: label {int(labels.max())} does not fit {self.labels.dtype}; "
+                "split the stack into shorter ones"
+            )
+        self.labels.add(labels)
+        if self.prob is not None:
+            self.prob.add(np.clip(prob[0] + prob[1], 0, 1))
+        if index in self.overlays:
+            final = self.run.overlay_path(self.source, index)
+            tmp = temp_name(final)
+            self.run.files.submit(write_overlay, tmp, normalized, labels)
+            self.overlay_tmps.append((tmp, final))
+        if self.tracks is not None:
+            self.tracks.add_frame(index, labels, self.tracker.tracks())
+        self.rows.append(table_rows(labels, raw, self.source, index, self.tracker is not None))
+        self.run.stats.cells += int(len(self.rows[-1]))
+
+    def add_bad(self, index: int) -> None:
+        """A frame that could not be segmented: empty labels, and the tracker sees an empty frame."""
+        if self.shape is None:
+            self.pending_bad.append(index)
+            return
+        self._write_empty(index)
+
+    def _write_empty(self, index: int) -> None:
+        empty = np.zeros(self.shape, self.labels.dtype)
+        if self.tracker is not None:
+            self.tracker.update(empty)
+        self.labels.add(empty)
+        if self.prob is not None:
+            self.prob.add(np.zeros(self.shape, np.float16))
+        if self.tracks is not None:
+            self.tracks.add_frame(index, empty, self.tracker.tracks())
+
+    def commit(self) -> None:
+        """Everything written; rename to final names, labels last."""
+        if self.labels is None:
+            raise CellsegError(f"{self.source.label}: no frame could be segmented (see the warnings above)")
+        self.run.files.wait()
+        if self.prob is not None:
+            self.prob.close()
+        for tmp, final in self.overlay_tmps:
+            tmp.replace(final)
+        if self.tracks is not None:
+            self.tracks.commit(self.tracker.tracks(), pd.concat(self.rows) if self.rows else None)
+        self.labels.close()
+
+    def discard(self) -> None:
+        """A failure: remove every temporary file of this source; final names are untouched."""
+        try:
+            self.run.files.wait()
+        except Exception:  # the original failure is what the user must see
+            log.debug("a background write failed while discarding", exc_info=True)
+        for stream in (self.prob, self.labels):
+            if stream is not None:
+                stream.close(keep=False)
+        for tmp, _ in self.overlay_tmps:
+            tmp.unlink(missing_ok=True)
+        if self.tracks is not None:
+            self.tracks.discard()
+
+    def table(self) -> pd.DataFrame:
+        return pd.concat(self.rows) if self.rows else pd.DataFrame(columns=TABLE_COLUMNS)
+
+
+def write_overlay(tmp: Path, normalized: np.ndarray, labels: np.ndarray) -> None:
+    """Outline overlay PNG (to a temporary name; committed with its source)."""
+    iio.imwrite(tmp, outline_overlay(normalized, labels), extension=".png")

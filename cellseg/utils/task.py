@@ -39,6 +39,22 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def check_arguments(argv: list[str]) -> None:
+    """Stop with one line where Hydra's override parser would reject an argument with its own
+    message: a value with spaces or non-ASCII characters must be quoted for Hydra."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.startswith("-") or value[:1] in ("'", '"'):
+            continue
+        if any(ch.isspace() for ch in value) or not value.isascii():
+            print(
+                f"cellseg: error: {key}={value}: Hydra needs values with spaces or non-ASCII characters "
+                f"quoted; write {key}=\"'{value}'\" (double quotes for the shell, single for Hydra)",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+
+
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``task``; turn a :class:`CellsegError` into one line on stderr and exit code 2."""
     default_wandb_mode()

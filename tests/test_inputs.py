@@ -1,0 +1,188 @@
+"""What ``input=`` means (axes, movies, names) and the start-up checks of every option."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellseg.errors import CellsegError
+from cellseg.inference.inputs import decide_axes, header, is_movie_folder, plan_sources, unique_names
+from cellseg.inference.options import check_options
+from cellseg.utils.task import check_arguments
+
+from .conftest import ROOT, compose_cfg
+
+
+def sources_of(path, track="auto", channel=None):
+    return plan_sources(str(path), track, channel)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes", "expected"),
+    [
+        ((64, 48), None, ("YX", 1)),
+        ((5, 64, 48), None, ("TYX", 5)),
+        ((1, 64, 48, 1), None, ("YX", 1)),
+        ((7, 64, 48, 3), None, ("TYXC", 7)),
+        ((3, 64, 48), "TYX", ("TYX", 3)),
+        ((3, 1, 64, 48), "TCYX", ("TYX", 3)),
+    ],
+)
+def test_axes_from_metadata_or_shape_rules(tmp_path, shape, axes, expected):
+    channel = 0 if "C" in expected[0] else None
+    assert decide_axes(shape, axes, tmp_path / "x.tif", channel) == expected
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes", "message"),
+    [
+        ((64, 48, 2), None, "2 channels"),
+        ((2, 64, 48), "CYX", "pass channel=K"),
+        ((4, 64, 48), "ZYX", "Z-stack"),
+        ((3, 2, 64, 48), "TZYX", "Z-stack"),
+        ((2, 3, 4, 5, 6), None, "cannot tell the axes"),
+    ],
+)
+def test_ambiguous_or_unsupported_axes_are_refused(tmp_path, shape, axes, message):
+    with pytest.raises(CellsegError, match=message):
+        decide_axes(shape, axes, tmp_path / "x.tif", None)
+
+
+def test_two_channel_image_is_not_read_as_a_movie(tmp_path):
+    """tifffile stores (Y, X, 2) as 64 pages without axis names: the shape rule applies."""
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((64, 48, 2), np.uint16))
+    (source,) = sources_of(tmp_path / "two.tif")
+    assert source.error and "2 channels" in source.error
+    (chosen,) = sources_of(tmp_path / "two.tif", channel=1)
+    assert chosen.n_frames == 1 and chosen.error is None
+
+
+def test_channel_selection_reads_that_channel(tmp_path):
+    image = np.stack([np.full((32, 32), 1, np.uint16), np.full((32, 32), 7, np.uint16)], axis=-1)
+    np.save(tmp_path / "two.npy", image)
+    (source,) = sources_of(tmp_path / "two.npy", channel=1)
+    ((_, frame),) = list(source.frames())
+    assert frame.shape == (32, 32) and np.all(frame == 7)
+
+
+def test_ome_and_imagej_axes_are_read(tmp_path):
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((3, 2, 32, 32), np.uint16), imagej=True, metadata={"axes": "TZYX"})
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((4, 32, 32), np.uint16), ome=True, metadata={"axes": "TYX"})
+    assert header(tmp_path / "z.tif")[1] == "TZYX"
+    (z, t) = sorted(sources_of(tmp_path), key=lambda s: s.name)[::-1]
+    assert "Z-stack" in z.error
+    assert t.n_frames == 4 and t.error is None
+
+
+def test_movie_folder_frames_are_ordered_by_number(tmp_path):
+    for t in (0, 1, 2, 9, 10, 3, 4, 5, 6, 7, 8):
+        tifffile.imwrite(tmp_path / f"t{t}.tif", np.full((16, 16), t, np.uint16))
+    (movie,) = sources_of(tmp_path)
+    assert movie.n_frames == 11
+    assert [int(frame[0, 0]) for _, frame in movie.frames()] == list(range(11))
+
+
+def test_folder_of_unrelated_images_is_left_alone(tmp_path):
+    for name in ("02_t001", "02_t052", "02_t055"):  # numbered, but not consecutive frames
+        tifffile.imwrite(tmp_path / f"{name}.tif", np.zeros((16, 16), np.uint16))
+    assert not is_movie_folder(sorted(tmp_path.iterdir()))
+    assert [s.n_frames for s in sources_of(tmp_path)] == [1, 1, 1]
+    assert [s.n_frames for s in sources_of(tmp_path, track=True)] == [3]
+    for t in range(3):
+        tifffile.imwrite(tmp_path / f"t{t:03d}.tif", np.zeros((16, 16), np.uint16))
+    assert len(sources_of(tmp_path / "t*.tif")) == 3  # a glob is never one movie
+
+
+def test_consecutive_frames_with_track_false_are_separate_images(tmp_path):
+    for t in range(3):
+        tifffile.imwrite(tmp_path / f"t{t:03d}.tif", np.zeros((16, 16), np.uint16))
+    assert [s.n_frames for s in sources_of(tmp_path)] == [3]
+    assert [s.name for s in sources_of(tmp_path, track=False)] == ["t000", "t001", "t002"]
+
+
+def test_same_stems_get_distinct_output_names(tmp_path):
+    paths = [tmp_path / "a" / "pos1.tif", tmp_path / "b" / "pos1.tif", tmp_path / "x.tif", tmp_path / "x.png"]
+    names = unique_names(paths)
+    assert names == ["a_pos1", "b_pos1", "x_tif", "x_png"]
+    assert unique_names([tmp_path / "solo.tif"]) == ["solo"]
+
+
+def test_tilde_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    tifffile.imwrite(tmp_path / "frame.tif", np.zeros((16, 16), np.uint16))
+    (source,) = sources_of("~/frame.tif")
+    assert source.paths[0] == tmp_path / "frame.tif"
+
+
+def predict_cfg(*overrides):
+    return compose_cfg(["ckpt=m.ckpt", "input=x.tif", *overrides], config_name="predict")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+thresold=0.3", r"unknown option thresold \(did you mean threshold\?\)"),
+        ("+norm.lo=1", r"unknown option norm.lo"),
+        ("overlap=-5", "overlap=-5: out of range"),
+        ("overlap=1024", "overlap=1024: out of range"),
+        ("threshold=2", "threshold=2: out of range"),
+        ("threshold=0", "threshold=0: out of range"),
+        ("tile=100", "multiple of 32"),
+        ("batch_size=0", "batch_size=0"),
+        ("min_size=-1", "min_size=-1"),
+        ("min_size=big", "min_size='big'"),
+        ("h=0", "h=0"),
+        ("norm.low=50 norm.high=40", "must be below norm.high"),
+        ("norm.high=101", "norm.high=101"),
+        ("device=gpu", "use one of auto, cpu, cuda"),
+        ("track=sometimes", "track='sometimes'"),
+        ("tta=maybe", "tta='maybe'"),
+        ("postprocess=watershed postprocess.h=-1", "postprocess.h=-1"),
+        ("tracker.max_distance=-3", "max_distance"),
+    ],
+)
+def test_bad_options_are_refused_at_start_up(override, message):
+    cfg = predict_cfg(*override.split())
+    with pytest.raises(CellsegError, match=message):
+        check_options(cfg)
+
+
+def test_good_options_pass():
+    check_options(predict_cfg("threshold=0.4", "min_size=auto", "postprocess=watershed", "postprocess.h=3"))
+
+
+def test_postprocess_options_given_at_prediction_are_used():
+    from cellseg.inference.predict_task import postprocess_overrides
+
+    cfg = predict_cfg("postprocess=watershed", "postprocess.min_size=300", "postprocess.h=3")
+    assert postprocess_overrides(cfg) == {"method": "watershed", "min_size": 300, "h": 3}
+    assert postprocess_overrides(predict_cfg("postprocess=watershed", "h=4"))["h"] == 4
+    assert "min_size" not in postprocess_overrides(predict_cfg("min_size=auto"))  # the checkpoint's
+
+
+@pytest.mark.parametrize("value", ["my file.tif", "données.tif"])
+def test_unquoted_paths_get_one_line_on_how_to_quote(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_arguments([f"input={value}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"input=\"'{value}'\"" in err
+
+
+def test_quoted_paths_pass_and_reach_the_file(tmp_path):
+    check_arguments([f"input='{tmp_path / 'my file é.tif'}'"])  # no exit
+    folder = tmp_path / "my data é"
+    folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "predict.py", f"ckpt={tmp_path / 'none.ckpt'}", f"input='{folder}'"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "my data é" in result.stderr and "Traceback" not in result.stderr

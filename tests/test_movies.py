@@ -1,0 +1,223 @@
+"""predict.py on movies and batches: tracking outputs, bad frames, crashes and resuming,
+crafted checkpoints. Real checkpoint, real TIFFs, the challenge's own validator."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+
+from cellseg.data.synthetic import synthetic_frame
+from cellseg.data.synthetic_movie import generate_movie
+from cellseg.errors import CellsegError
+from cellseg.inference.predictor import Predictor
+from cellseg.inference.run import labels_dtype
+from cellseg.outputs.streams import TiffStream
+from cellseg.tracking.ctc import validate_res
+from cellseg.tracking.tables import TRACK_COLUMNS
+
+from .conftest import compose_cfg
+from .test_tracking import write_ctc_gt
+
+
+def predict_run(ckpt, input_path, out_dir, *extra):
+    from cellseg.inference.predict_task import predict
+
+    cfg = compose_cfg([f"ckpt={ckpt}", f"input={input_path}", f"output={out_dir}", *extra], config_name="predict")
+    return predict(cfg)
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    """A 10-frame synthetic movie with a blank frame 4, as a TIFF stack, with its CTC ground truth."""
+    root = tmp_path_factory.mktemp("movie")
+    frames, labels, tracks = generate_movie(n_frames=10, shape=(192, 192), seed=3, blank_frames=(4,))
+    tifffile.imwrite(root / "movie.tif", frames)
+    write_ctc_gt(root / "01_GT", labels, tracks)
+    return root
+
+
+@pytest.fixture(scope="module")
+def movie_run(trained_ckpt, movie, tmp_path_factory):
+    out = tmp_path_factory.mktemp("movie_out")
+    stats = predict_run(trained_ckpt, movie / "movie.tif", out, f"gt={movie / '01_GT'}", "overlay_every=3")
+    return stats, out
+
+
+def test_movie_labels_are_track_ids_and_the_blank_frame_is_bridged(movie_run):
+    stats, out = movie_run
+    labels = tifffile.imread(out / "movie_labels.tif")
+    assert labels.shape == (10, 192, 192)
+    assert stats.bad_frames == 1 and stats.frames == 10
+    assert labels[4].max() == 0 and all(labels[t].max() > 0 for t in range(10) if t != 4)
+    tracks = pd.read_csv(out / "movie_tracks.csv")
+    assert list(tracks.columns) == TRACK_COLUMNS
+    # gap closing bridged frame 4: tracks present on both sides of it keep their id
+    assert len(set(np.unique(labels[3])) & set(np.unique(labels[5])) - {0}) >= 0.8 * (len(np.unique(labels[3])) - 1)
+    assert len(tracks) < 0.5 * sum(len(np.unique(f)) - 1 for f in labels)  # ids persist over frames
+
+
+def test_movie_tables_agree_with_the_labels(movie_run):
+    _, out = movie_run
+    labels = tifffile.imread(out / "movie_labels.tif")
+    rows = pd.read_csv(out / "measurements.csv")
+    assert (rows["track_id"] == rows["label"]).all()
+    for t in (0, 5, 9):
+        assert sorted(rows.loc[rows["frame"] == t, "track_id"]) == sorted(set(np.unique(labels[t])) - {0})
+    napari = pd.read_csv(out / "movie_napari_tracks.csv")
+    assert list(napari.columns) == ["track_id", "t", "y", "x"] and len(napari) == len(rows)
+    graph = json.loads((out / "movie_napari_graph.json").read_text())
+    tracks = pd.read_csv(out / "movie_tracks.csv").set_index("TRACK_ID")
+    assert all(tracks.loc[int(child), "PARENT_ID"] == parents[0] for child, parents in graph.items())
+    assert sorted(p.name for p in out.glob("movie_t*_overlay.png")) == [f"movie_t{t:03d}_overlay.png" for t in (0, 3, 6, 9)]
+    assert (out / "movie_growth.png").stat().st_size > 0 and (out / "movie_lineage.png").stat().st_size > 0
+
+
+def test_ctc_result_folder_is_valid_and_scored(movie_run):
+    stats, out = movie_run
+    assert validate_res(out / "movie_RES")
+    masks = sorted((out / "movie_RES").glob("mask*.tif"))
+    assert len(masks) == 10
+    labels = tifffile.imread(out / "movie_labels.tif")
+    assert np.array_equal(tifffile.imread(masks[0]) > 0, labels[0] > 0)
+    scores = stats.tracking_metrics["movie"]
+    saved = json.loads((out / "metrics.json").read_text())["movies"]["movie"]
+    assert saved == pytest.approx(scores)
+    assert {"TRA", "DET", "LNK", "BC(2)", "SEG"} <= set(scores)
+    assert scores["DET"] > 0.8 and scores["TRA"] > 0.8, scores  # a trained model, tracked
+
+
+def test_untracked_stack_keeps_per_frame_labels(trained_ckpt, movie, tmp_path):
+    stats = predict_run(trained_ckpt, movie / "movie.tif", tmp_path / "out", "track=false", "save_prob=false")
+    assert stats.tracks == 0 and not (tmp_path / "out" / "movie_RES").exists()
+    rows = pd.read_csv(tmp_path / "out" / "measurements.csv")
+    assert rows["track_id"].isna().all()
+    assert rows.groupby("frame")["label"].min().eq(1).all()  # numbered afresh in every frame
+
+
+def test_a_crash_leaves_no_partial_output_and_skip_existing_finishes(trained_ckpt, tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        tifffile.imwrite(folder / f"{name}.tif", synthetic_frame(np.random.default_rng(seed), 128)[0])
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "notes.txt").write_text("mine")
+    real = Predictor.predict_normalized
+    calls = []
+
+    def dies_on_b(self, normalized):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(self, normalized)
+
+    monkeypatch.setattr(Predictor, "predict_normalized", dies_on_b)
+    with pytest.raises(RuntimeError, match="killed"):
+        predict_run(trained_ckpt, folder, out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_labels.tif", "a_overlay.png", "a_prob.tif", "notes.txt"], names  # no b, no temp files
+    monkeypatch.setattr(Predictor, "predict_normalized", real)
+    first = (out / "a_labels.tif").read_bytes()
+    calls.clear()
+    monkeypatch.setattr(Predictor, "predict_normalized", lambda self, n: calls.append(1) or real(self, n))
+    stats = predict_run(trained_ckpt, folder, out, "skip_existing=true")
+    assert len(calls) == 2 and stats.skipped == 1 and stats.images == 2
+    assert (out / "a_labels.tif").read_bytes() == first and (out / "notes.txt").read_text() == "mine"
+    rows = pd.read_csv(out / "measurements.csv")
+    assert sorted(rows["image"].unique()) == ["a", "b", "c"]
+    a_labels = tifffile.imread(out / "a_labels.tif")
+    assert sorted(rows.loc[rows["image"] == "a", "label"]) == sorted(set(np.unique(a_labels)) - {0})
+
+
+def test_failed_movie_keeps_earlier_outputs_untouched(trained_ckpt, movie, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, movie / "movie.tif", out, "save_prob=false", "save_overlay=false")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    calls = []
+    real = Predictor.predict_normalized
+
+    def dies_late(self, normalized):
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError("killed")
+        return real(self, normalized)
+
+    monkeypatch.setattr(Predictor, "predict_normalized", dies_late)
+    with pytest.raises(RuntimeError):
+        predict_run(trained_ckpt, movie / "movie.tif", out, "overwrite=true", "save_prob=false", "save_overlay=false")
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf"])
+def test_float_image_with_nan_is_refused(trained_ckpt, tmp_path, capsys, kind):
+    image = synthetic_frame(np.random.default_rng(0), 96)[0].astype(np.float32)
+    image[:] = np.nan if kind == "nan" else np.inf
+    tifffile.imwrite(tmp_path / "bad.tif", image)
+    with pytest.raises(CellsegError, match="1 of 1 inputs failed"):
+        predict_run(trained_ckpt, tmp_path / "bad.tif", tmp_path / "out")
+    assert "NaN or infinite pixels" in capsys.readouterr().err
+
+
+def crafted(trained_ckpt, tmp_path, edit) -> str:
+    checkpoint = torch.load(trained_ckpt, weights_only=True)
+    edit(checkpoint["hyper_parameters"])
+    path = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h.update(net={"_target_": "pathlib.Path.write_text", "self": "{flag}", "data": "pwned"}), "unknown model"),
+        (lambda h: h["net"].update(encoder_weights={"_target_": "pathlib.Path.write_text", "self": "{flag}"}), "plain"),
+        (lambda h: h["net"].update(_args_=["{flag}"]), "plain value"),
+        (lambda h: h["postprocess"].update(method={"_target_": "pathlib.Path.write_text"}), "refused"),
+        (lambda h: h["data"].update(norm={"low": "{flag}", "high": 99.8}), "refused"),
+    ],
+)
+def test_crafted_checkpoint_runs_no_code(trained_ckpt, tmp_path, edit, message):
+    flag = tmp_path / "pwned.txt"
+
+    def with_flag(hparams):
+        edit(hparams)
+        text = json.dumps(hparams).replace("{flag}", str(flag))
+        hparams.clear()
+        hparams.update(json.loads(text))
+
+    path = crafted(trained_ckpt, tmp_path, with_flag)
+    with pytest.raises(CellsegError, match=message):
+        Predictor(path, device="cpu")
+    assert not flag.exists()
+
+
+def test_predictor_leaves_malloc_alone(trained_ckpt, monkeypatch):
+    opened = []
+    real = ctypes.CDLL
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: opened.append(a) or real(*a, **k))
+    Predictor(trained_ckpt, device="cpu")
+    assert opened == []
+    from cellseg.inference.malloc import keep_freed_memory
+
+    keep_freed_memory()
+    assert opened  # the recorder sees the call the prediction CLI makes
+
+
+def test_labels_dtype_and_uint32_pages_round_trip(tmp_path):
+    many = np.arange(70_000, dtype=np.uint32).reshape(280, 250) + 1
+    assert labels_dtype(many, 1) == np.uint32
+    assert labels_dtype(np.full((4, 4), 20_000), 1) == np.uint16
+    assert labels_dtype(np.full((4, 4), 20_000), 5) == np.uint32  # stacks keep room for new ids
+    stream = TiffStream(tmp_path / "l.tif", 1, many.shape, labels_dtype(many, 1))
+    stream.add(many)
+    stream.close()
+    back = tifffile.imread(tmp_path / "l.tif")
+    assert back.dtype == np.uint32 and np.array_equal(back, many)
