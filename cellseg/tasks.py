@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
 from cellseg.models.module import CellSegModule
-from cellseg.utils.callbacks import ValidationHistory
+from cellseg.models.registry import NETS, checked_spec
+from cellseg.utils.callbacks import AtomicCheckpointIO, ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
 from cellseg.utils.task import finish_wandb
 
@@ -46,13 +47,10 @@ def build_module(cfg: DictConfig, smallest_cell: int | None = None) -> CellSegMo
         optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler),
         postprocess=postprocess_options(cfg, smallest_cell),
-        data={
-            "norm": _plain(cfg.data.norm),
-            "edge_width": cfg.data.edge_width,
-            "in_channels": cfg.data.in_channels,
-        },
+        data={"norm": _plain(cfg.data.norm), "edge_width": cfg.data.edge_width},
         threshold_method=cfg.threshold_method,
         lr_scaling=cfg.hardware.lr_scaling,
+        lr_warmup=cfg.hardware.lr_warmup,
     )
 
 
@@ -72,11 +70,12 @@ def _check_launch(cfg: DictConfig) -> None:
             f"{checkpoints}: holds checkpoints of an earlier run; choose another hydra.run.dir "
             f"or resume with ckpt_path={checkpoints / 'last.ckpt'}"
         )
-    if cfg.ckpt_path:
-        saved = load_checkpoint(cfg.ckpt_path)["hyper_parameters"]["net"].get("_target_")
-        if saved != cfg.model._target_:
+    if cfg.ckpt_path:  # read safely here first: refuse foreign or corrupt files with one line
+        saved = load_checkpoint(cfg.ckpt_path)["hyper_parameters"]["net"]
+        checked_spec(saved, NETS, "model", str(cfg.ckpt_path))
+        if saved["_target_"] != cfg.model._target_:
             raise CellsegError(
-                f"{cfg.ckpt_path}: was trained with {saved}, not {cfg.model._target_}; "
+                f"{cfg.ckpt_path}: was trained with {saved['_target_']}, not {cfg.model._target_}; "
                 "resume with the same model= option"
             )
 
@@ -115,17 +114,21 @@ def train(cfg: DictConfig) -> float | None:
     _check_launch(cfg)
     _name_sweep_job(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")  # read and check all data before any process is started
     module = build_module(cfg, datamodule.smallest_cell)
     log.info("Post-processing: %s", module.hparams.postprocess)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     for logger in loggers:
         logger.log_hyperparams(_plain(cfg))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    # resuming restores weights, optimizer, LR schedule, global_step and the max_time Timer;
+    # weights_only: the checkpoint cannot run code while it is unpickled
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if trainer.is_global_zero:
         _write_result(cfg, next((c for c in callbacks if isinstance(c, ValidationHistory)), None))
 

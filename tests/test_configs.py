@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from cellseg.data.datamodule import CellDataModule
 from cellseg.models.losses import EdgeWeightedBCE
 from cellseg.tasks import build_module
+from cellseg.utils import resolvers
 
 from .conftest import CONF, compose_cfg
 
@@ -118,3 +119,30 @@ def test_documented_overrides_apply(override, tmp_path):
         assert cfg.hydra.runtime.choices[key] == value
     else:
         assert str(OmegaConf.select(cfg, key)) == value
+
+
+@pytest.mark.parametrize(
+    ("overrides", "max_steps"),
+    [
+        ([], 200),  # make train
+        (["trainer.max_epochs=3"], -1),
+        (["trainer.max_time=00:00:01:00"], -1),
+        (["trainer.max_epochs=3", "trainer.max_steps=50"], 50),
+        (["+experiment=mes_edge_weight"], 3000),
+    ],
+)
+def test_max_epochs_or_max_time_alone_lift_the_default_step_limit(overrides, max_steps, tmp_path):
+    assert compose_cfg(overrides, tmp_path).trainer.max_steps == max_steps
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "expected"),
+    [(False, False, ("cpu", resolvers.cpu_precision(), 0)), (True, True, ("gpu", "bf16-mixed", 4)),
+     (True, False, ("gpu", "16-mixed", 4))],
+)  # fmt: skip
+def test_auto_hardware_picks_the_device(cuda, bf16, expected, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    cfg = compose_cfg([], tmp_path)  # hardware=auto is the default
+    assert cfg.hydra.runtime.choices.hardware == "auto"
+    assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.data.num_workers) == expected

@@ -9,7 +9,7 @@ import tifffile
 import torch
 from torch.utils.data import DataLoader
 
-from cellseg.data.datamodule import CellDataModule, CropDataset, _reseed_worker
+from cellseg.data.datamodule import CellDataModule, CropDataset, CropSampler, FrameDataset, RankSampler
 from cellseg.data.io import read_image
 from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
@@ -113,13 +113,49 @@ def test_augmentation_moves_targets_with_the_image():
         assert np.mean((out["image"] > 0.5) == (out["masks"][0] > 0.5)) > 0.99
 
 
-def test_workers_draw_different_crops(synthetic_root):
+def test_flips_are_drawn_independently():
+    image = np.arange(16, dtype=np.float32).reshape(4, 4)
+    augment = build_augment(4, rotate90=False, rotate=False, intensity=False, seed=0)
+    outcomes = [augment(image=image)["image"] for _ in range(40)]
+    assert any(np.array_equal(out, image[:, ::-1]) for out in outcomes)  # horizontal flip alone
+    assert any(np.array_equal(out, image[::-1]) for out in outcomes)  # vertical flip alone
+
+
+def crops(dataset, sampler, num_workers=0):
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=num_workers)
+    return torch.cat([batch["image"] for batch in loader])
+
+
+def test_crops_differ_by_rank_and_epoch_but_not_by_worker_count(synthetic_root):
     datamodule = CellDataModule(str(synthetic_root), crop_size=64, samples_per_epoch=4, batch_size=1)
     datamodule.setup()
-    dataset = CropDataset(datamodule.train_frames, 64, 4, {}, seed=0)
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, worker_init_fn=_reseed_worker)
-    first, second = list(loader)  # one batch from each worker
-    assert not torch.equal(first["image"], second["image"])
+    dataset = CropDataset(datamodule.train_frames, 64, 8, {}, seed=0)
+    rank0, rank1 = CropSampler(dataset, 0, 2), CropSampler(dataset, 1, 2)
+    assert set(rank0).isdisjoint(rank1) and len(list(rank0)) == 4
+    first = crops(dataset, rank0)
+    assert not torch.equal(first, crops(dataset, rank1))
+    assert torch.equal(first, crops(dataset, rank0, num_workers=2))  # workers split the keys, not the seeds
+    assert len({crop.numpy().tobytes() for crop in first}) == 4
+    rank0.set_epoch(1)
+    assert not torch.equal(first, crops(dataset, rank0))
+
+
+def test_validation_shards_count_every_frame_once(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64, val_frames=["syn_001", "syn_002", "syn_003"])
+    datamodule.setup()
+    dataset = FrameDataset(datamodule.val_frames_data)
+    counted, batches = [], []
+    for rank in range(2):
+        items = [dataset[i] for i in RankSampler(dataset, rank, 2)]
+        batches.append(len(items))
+        counted += [item["name"] for item in items if item["counted"]]
+    assert batches == [2, 2]  # the same number of batches on every rank
+    assert sorted(counted) == ["syn_001", "syn_002", "syn_003"]
+
+
+def test_data_in_channels_other_than_one_is_refused(synthetic_root):
+    with pytest.raises(CellsegError, match="data.in_channels=3"):
+        CellDataModule(str(synthetic_root), in_channels=3)
 
 
 def test_crop_batch_shapes(synthetic_root):

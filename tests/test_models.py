@@ -9,10 +9,12 @@ from torchvision.models import googlenet
 
 from cellseg.errors import CellsegError
 from cellseg.models.losses import EdgeWeightedBCE
+from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
 from cellseg.models.nets.transposed_conv import MatmulConvTranspose2d
+from cellseg.models.schedules import warmup
 
 
 @pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip])
@@ -44,6 +46,60 @@ def test_encoder_weights_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(CellsegError, match="not a readable torch state dict"):
         GoogLeNetEncoder(weights=str(tmp_path / "junk.pth"))
+
+
+def test_encoder_weights_report_what_did_not_match(tmp_path, caplog):
+    state = googlenet(weights=None, aux_logits=False, init_weights=True).state_dict()
+    dropped = [k for k in state if k.startswith("inception5b.")]
+    state = {k: v for k, v in state.items() if k not in dropped}
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "partial.pth")
+    with caplog.at_level("WARNING"):
+        GoogLeNetEncoder(weights=str(tmp_path / "partial.pth"))
+    expected = len([k for k in dropped if not k.endswith("num_batches_tracked")])
+    assert f"{expected} missing" in caplog.text and "1 unexpected" in caplog.text
+    assert "extra.weight" in caplog.text
+
+
+def test_encoder_weights_that_load_almost_nothing_are_refused(tmp_path):
+    state = googlenet(weights=None, aux_logits=False, init_weights=True).state_dict()
+    torch.save({f"net.encoder.{k}": v for k, v in state.items()}, tmp_path / "prefixed.pth")
+    with pytest.raises(CellsegError, match="only 0 of"):
+        GoogLeNetEncoder(weights=str(tmp_path / "prefixed.pth"))
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(CellsegError, match="not a state dict"):
+        GoogLeNetEncoder(weights=str(tmp_path / "tensor.pth"))
+
+
+def test_validation_skips_padding_frames():
+    module = CellSegModule(
+        net={"_target_": "cellseg.models.nets.googlenet_fcn.GoogLeNetFCN"},
+        loss={},
+        optimizer={"_target_": "torch.optim.SGD", "lr": 0.1},
+        scheduler={"_target_": "cellseg.models.schedules.Cosine"},
+        postprocess={},
+        data={},
+    ).eval()
+    labels = torch.zeros(1, 64, 64, dtype=torch.int32)
+    labels[:, 10:30, 10:30] = 1
+    target = torch.stack([(labels > 0).float(), torch.zeros(1, 64, 64)], 1)
+    batch = {"name": ["a"], "image": torch.randn(1, 1, 64, 64), "target": target, "border": torch.zeros(1, 64, 64),
+             "valid": torch.ones(1, 64, 64), "labels": labels}  # fmt: skip
+    module.on_validation_epoch_start()
+    with torch.no_grad():
+        module.validation_step({**batch, "counted": torch.tensor([False])}, 0)
+        assert module._val_sums.sum() == 0 and not module._val_outputs
+        module.validation_step({**batch, "counted": torch.tensor([True])}, 1)
+    loss, frames, positives, negatives = module._val_sums.tolist()
+    assert (frames, positives, negatives) == (1, 400, 64 * 64 - 400) and loss > 0
+    assert len(module._val_outputs) == 1
+
+
+def test_warmup_ramps_a_scaled_rate_from_the_single_process_one():
+    assert warmup(0.0, 0.1, 4) == pytest.approx(0.25)  # 4x scaled LR starts at the 1-process LR
+    assert warmup(0.05, 0.1, 4) == pytest.approx(0.625)
+    assert warmup(0.1, 0.1, 4) == warmup(0.5, 0.1, 4) == 1.0
+    assert warmup(0.0, 0.1, 1) == warmup(0.0, 0.0, 4) == 1.0
 
 
 def test_edge_errors_cost_edge_weight_times_more():

@@ -2,38 +2,86 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
+from scipy.stats import mannwhitneyu
 
+from cellseg import metrics
 from cellseg.errors import CellsegError
+from cellseg.models.module import CellSegModule
+from cellseg.models.schedules import Cosine
+from cellseg.postprocess import probabilities_to_labels
 
 from .conftest import FAST, ROOT, compose_cfg, shared, train_run
 
 EXPERIMENTS = {"mes_edge_weight": "gowt1", "bacteria_edge_weight": "bacteria-phase"}
-DEV_RUN = ["trainer.fast_dev_run=true", "data.crop_size=64", "data.batch_size=2", "logger=csv"]
 
 
 def load(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+SHORT_RUN = [
+    "data.crop_size=64",
+    "data.batch_size=2",
+    "data.samples_per_epoch=4",
+    "trainer.max_steps=2",
+    "hardware.precision=32-true",  # recomputed below in fp32
+    "logger=csv",
+]
+
+
+def recompute_best(run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    """val/seg and val/auc of ``best.ckpt``, recomputed outside Lightning's validation loop:
+    the network on every validation frame, the stored threshold and post-processing, then
+    SEG from :mod:`cellseg.metrics` and the exact pixel AUC (Mann-Whitney U)."""
+    checkpoint = load(run_dir / "checkpoints" / "best.ckpt")
+    module = CellSegModule(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    datamodule = instantiate(compose_cfg(overrides).data)
+    datamodule.setup()
+    counts, inside, outside = metrics.InstanceCounts(), [], []
+    for frame in datamodule.val_frames_data:
+        with torch.no_grad():
+            prob = torch.sigmoid(module.eval()(torch.from_numpy(frame.image)[None, None]))[0].numpy()
+        pred = probabilities_to_labels(prob, float(module.threshold), **module.hparams.postprocess)
+        counts = counts + metrics.instance_counts(frame.labels, pred)
+        truth = frame.targets["interior"] > 0
+        inside.append(prob[0][truth])
+        outside.append(prob[0][~truth])
+    inside, outside = np.concatenate(inside), np.concatenate(outside)
+    auc = mannwhitneyu(inside, outside).statistic / (inside.size * outside.size)
+    return {"val/seg": counts.summary()["seg"], "val/auc": auc}
+
+
+def check_against_recomputation(run_dir: Path, overrides: list[str], returned: float) -> None:
+    best = json.loads((run_dir / "result.json").read_text())["best"]
+    assert returned == pytest.approx(best["val/seg"])
+    again = recompute_best(run_dir, overrides)
+    assert again["val/seg"] == pytest.approx(best["val/seg"], abs=1e-3)
+    assert again["val/auc"] == pytest.approx(best["val/auc"], abs=0.01)  # 200 ROC bins vs exact
+
+
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
-def test_fast_dev_run_on_synthetic(experiment, synthetic_root, tmp_path):
-    overrides = [f"+experiment={experiment}", f"data.root={synthetic_root}", "data.layout=auto", *DEV_RUN]
-    seg = train_run(overrides, tmp_path)
-    assert 0.0 <= seg <= 1.0  # one training and one validation batch ran
+def test_experiment_on_synthetic_reports_what_its_checkpoint_scores(experiment, synthetic_root, tmp_path):
+    overrides = [f"+experiment={experiment}", f"data.root={synthetic_root}", "data.layout=auto", *SHORT_RUN]
+    check_against_recomputation(tmp_path, overrides, train_run(overrides, tmp_path))
 
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
-def test_fast_dev_run_on_real_data(experiment, tmp_path):
+def test_experiment_on_real_data_reports_what_its_checkpoint_scores(experiment, tmp_path):
     shared(EXPERIMENTS[experiment])
-    seg = train_run([f"+experiment={experiment}", *DEV_RUN], tmp_path)
-    assert 0.0 <= seg <= 1.0
+    overrides = [f"+experiment={experiment}", *SHORT_RUN]
+    check_against_recomputation(tmp_path, overrides, train_run(overrides, tmp_path))
 
 
 def test_short_run_leaves_both_checkpoints_loadable(synthetic_overrides, tmp_path):
@@ -64,8 +112,6 @@ def test_training_beats_the_untrained_model(synthetic_root, tmp_path):
         "logger=csv",
     ]
     cfg = compose_cfg(overrides, tmp_path / "untrained")
-    from hydra.utils import instantiate
-
     from cellseg.tasks import build_module
 
     L.seed_everything(0)
@@ -84,6 +130,42 @@ def test_resume_continues_from_the_saved_step(synthetic_overrides, tmp_path):
     assert resumed["global_step"] == 4
     steps = pd.read_csv(tmp_path / "second" / "csv" / "metrics.csv")["step"]
     assert steps.min() >= 2  # nothing was trained again from step 0
+
+
+def test_lr_schedule_follows_max_epochs(synthetic_overrides, tmp_path):
+    by_epochs = [o for o in synthetic_overrides if not o.startswith("trainer.max_steps")]
+    train_run([*by_epochs, "trainer.max_epochs=2"], tmp_path)  # 2 epochs of 8 crops in batches of 4: 4 steps
+    assert load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 4
+    lr = pd.read_csv(tmp_path / "csv" / "metrics.csv").dropna(subset=["train/lr"]).set_index("step")["train/lr"]
+    expected = [1e-3 * Cosine()(done / 4) for done in range(4)]  # after `done` of the 4 steps
+    assert lr.loc[[0, 1, 2, 3]].tolist() == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("limits", "labels", "never"),
+    [
+        ({"max_steps": 3, "max_epochs": -1}, ["Epoch 0, step 1/3", "Epoch 0, step 3/3"], "/-"),
+        ({"max_epochs": 2, "limit_train_batches": 2}, ["Epoch 0/1", "Epoch 1/1"], "step"),
+    ],
+)
+def test_progress_bar_labels_the_limit_that_bounds_the_run(limits, labels, never):
+    import io
+
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from cellseg.utils.callbacks import StepProgressBar
+
+    screen = io.StringIO()
+    bar = StepProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 160, "color_system": None})
+    trainer = L.Trainer(
+        callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+        **limits,
+    )  # fmt: skip
+    trainer.fit(BoringModel())
+    text = screen.getvalue()
+    assert all(label in text for label in labels), text[-500:]
+    assert never not in text
 
 
 def test_resume_with_another_model_is_refused(synthetic_overrides, tmp_path):

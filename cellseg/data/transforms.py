@@ -64,7 +64,8 @@ def build_augment(
     intensity: bool = True,
     seed: int | None = None,
 ) -> A.Compose:
-    """Geometric and intensity augmentation for an image and its target maps (as masks)."""
+    """Geometric and intensity augmentation for an image and its target maps (as masks);
+    ``seed`` seeds it with :func:`seed_augment`."""
     steps: list[A.BasicTransform] = []
     if rotate:
         steps += [
@@ -81,4 +82,18 @@ def build_augment(
             A.GaussNoise(std_range=(0.0, 0.04), p=0.5),
             A.GaussianBlur(sigma_limit=(0.1, 1.0), blur_limit=0, p=0.2),
         ]
-    return A.Compose(steps, strict=True, seed=seed)
+    augment = A.Compose(steps, strict=True)
+    if seed is not None:
+        seed_augment(augment, np.random.default_rng(seed))
+    return augment
+
+
+def seed_augment(augment: A.Compose, rng: np.random.Generator) -> None:
+    """Give every transform of ``augment`` its own random stream, drawn from ``rng``.
+
+    albumentations' ``Compose(seed=...)``/``set_random_seed`` hands the *same* seed to every
+    transform, so their coin flips coincide: horizontal and vertical flips always fire
+    together (a 180 degree turn, never a mirror image) and the intensity changes come in lockstep.
+    """
+    for transform, seed in zip(augment.transforms, rng.integers(2**32, size=len(augment.transforms))):
+        transform.set_random_seed(int(seed))

@@ -20,6 +20,7 @@ from torchmetrics.classification import BinaryROC
 from cellseg import metrics
 from cellseg.models.losses import EdgeWeightedBCE
 from cellseg.models.registry import build_net, build_optimizer, build_schedule
+from cellseg.models.schedules import warmup
 from cellseg.postprocess import probabilities_to_labels
 
 ROC_BINS = 200
@@ -35,10 +36,11 @@ class CellSegModule(L.LightningModule):
         optimizer: ``_target_`` dict of a ``torch.optim`` optimizer (without params).
         scheduler: ``_target_`` dict of a schedule in ``cellseg.models.schedules``.
         postprocess: arguments of :func:`probabilities_to_labels` except the threshold.
-        data: what prediction must reproduce: ``norm`` percentiles, ``edge_width``,
-            ``in_channels``.
+        data: what prediction must reproduce: ``norm`` percentiles, ``edge_width``.
         threshold_method: ``f1`` or ``youden``, how validation picks the threshold.
         lr_scaling: ``none``, ``linear`` or ``sqrt`` in the number of processes (DDP).
+        lr_warmup: fraction of training over which a scaled learning rate ramps up from the
+            single-process one (see :func:`cellseg.models.schedules.warmup`).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class CellSegModule(L.LightningModule):
         data: dict,
         threshold_method: str = "f1",
         lr_scaling: str = "none",
+        lr_warmup: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -62,7 +65,8 @@ class CellSegModule(L.LightningModule):
         self.val_roc = BinaryROC(thresholds=ROC_BINS)
         self._val_outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.val_example: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._val_positives = torch.zeros(2, dtype=torch.float64)
+        self._val_sums = torch.zeros(4, dtype=torch.float64)  # loss sum, frames, positive, negative pixels
+        self._total_steps = math.inf
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits (N, 2, H, W) for a normalized image batch (N, C, H, W)."""
@@ -77,26 +81,30 @@ class CellSegModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = []
-        self._val_positives = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        keep = batch["counted"]
+        if not keep.any():  # a pad that gives every rank the same number of batches
+            return
+        batch = {k: v[keep] for k, v in batch.items() if isinstance(v, torch.Tensor)}
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["target"], batch["border"], batch["valid"])
-        self.log("val/loss", loss, sync_dist=True, batch_size=1)
         prob = torch.sigmoid(logits.float())
         truth = batch["target"][:, 0].long()
         self.val_roc.update(prob[:, 0], truth)
-        positives = int(truth.sum())
-        self._val_positives += torch.tensor([positives, truth.numel() - positives], device=self.device)
+        frames, positives = len(truth), int(truth.sum())
+        sums = [float(loss) * frames, frames, positives, truth.numel() - positives]
+        self._val_sums += torch.tensor(sums, dtype=torch.float64, device=self.device)
         for image, p, labels in zip(
             batch["image"][:, 0].cpu().numpy(), prob.cpu().numpy(), batch["labels"].cpu().numpy()
         ):
             self._val_outputs.append((image, p, labels))
 
     def on_validation_epoch_end(self) -> None:
-        fpr, tpr, thresholds = self.val_roc.compute()
+        fpr, tpr, thresholds = self.val_roc.compute()  # summed over ranks by torchmetrics
         self.val_roc.reset()
-        positives, negatives = self.trainer.strategy.reduce(self._val_positives, reduce_op="sum").tolist()
+        loss_sum, frames, positives, negatives = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
         threshold = metrics.choose_threshold(fpr, tpr, thresholds, positives, negatives, self.hparams.threshold_method)
         self.threshold.fill_(threshold)
         counts = metrics.InstanceCounts()
@@ -110,6 +118,7 @@ class CellSegModule(L.LightningModule):
         summary = counts.summary()
         self.log_dict(
             {
+                "val/loss": loss_sum / max(frames, 1),
                 "val/auc": metrics.roc_auc(fpr, tpr),
                 "val/threshold": threshold,
                 **{f"val/{k}": summary[k] for k in ("seg", "ap50", "ap", "f1", "precision", "recall")},
@@ -121,21 +130,29 @@ class CellSegModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         world = self.trainer.world_size if self._trainer is not None else 1
-        lr = self.hparams.optimizer["lr"] * LR_SCALING[self.hparams.lr_scaling](world)
-        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), lr)
+        scale = LR_SCALING[self.hparams.lr_scaling](world)
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.optimizer["lr"] * scale)
         schedule = build_schedule(self.hparams.scheduler)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule(self._progress()))
+        # max_steps, or the steps max_epochs makes (inf when only max_time bounds the run)
+        self._total_steps = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+
+        def factor(_: int) -> float:
+            progress = self._progress()
+            return schedule(progress) * warmup(progress, self.hparams.lr_warmup, scale)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _progress(self) -> float:
-        """Fraction of training done: the further of steps and wall time."""
+        """Fraction of training done: the further of steps and wall time (both restored on resume:
+        ``global_step`` and the Timer's elapsed time come back from the checkpoint)."""
         trainer = self._trainer
         if trainer is None:
             return 0.0
-        progress = 0.0
-        if trainer.max_steps and trainer.max_steps > 0:
-            progress = trainer.global_step / trainer.max_steps
+        progress = trainer.global_step / self._total_steps if 0 < self._total_steps < math.inf else 0.0
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is not None and timer._duration:
-            progress = max(progress, timer.time_elapsed("train") / timer._duration)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed()
+            progress = max(progress, elapsed / max(elapsed + remaining, 1e-9))
         return min(progress, 1.0)

@@ -1,7 +1,8 @@
 """Learning-rate annealing as a function of training progress in [0, 1].
 
-Progress is the further of steps (``global_step / max_steps``) and wall time
-(``elapsed / max_time``), so a run bounded by ``trainer.max_time`` anneals fully too.
+Progress is the further of steps (``global_step`` over ``max_steps``, or over the steps that
+``max_epochs`` makes) and wall time (``elapsed / max_time``), so a run bounded by
+``trainer.max_epochs`` or ``trainer.max_time`` anneals fully too.
 """
 
 from __future__ import annotations
@@ -38,3 +39,15 @@ class Exponential:
 
     def __call__(self, progress: float) -> float:
         return self.final_factor**progress
+
+
+def warmup(progress: float, fraction: float, scale: float) -> float:
+    """Warm-up for a learning rate scaled ``scale`` times for DDP (``hardware.lr_scaling``).
+
+    A linear ramp from ``1 / scale`` (the single-process rate) to 1 over the first ``fraction``
+    of training, as in Goyal et al. 2017: a large scaled rate from the first step can diverge.
+    1 when nothing is scaled or ``fraction`` is 0.
+    """
+    if scale <= 1 or fraction <= 0 or progress >= fraction:
+        return 1.0
+    return (1 + (scale - 1) * progress / fraction) / scale

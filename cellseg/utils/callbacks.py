@@ -1,15 +1,19 @@
-"""Training callbacks of cellseg's own."""
+"""Training callbacks of cellseg's own, and the checkpoint writer."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import lightning as L
 import pandas as pd
-from lightning.pytorch.callbacks import Callback
+import torch
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cellseg import metrics
 from cellseg.visualize import error_overlay, roc_figure
@@ -26,6 +30,51 @@ class ValidateOnStop(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
             trainer.should_stop = True
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, labelled with the limit that actually bounds the run.
+
+    Lightning labels it ``Epoch {epoch}/{max_epochs - 1}``, which reads ``Epoch 3/-2`` when
+    ``max_steps`` or ``max_time`` bounds the run (``max_epochs=-1``). This one reads
+    ``Epoch 3/9`` under ``max_epochs=10`` and ``Epoch 3, step 120/200`` otherwise (no ``/200``
+    when only ``max_time`` bounds the run).
+    """
+
+    @staticmethod
+    def train_description(trainer: L.Trainer) -> str:
+        """The label of the training bar."""
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            return f"Epoch {trainer.current_epoch}/{trainer.max_epochs - 1}"
+        limit = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
+        return f"Epoch {trainer.current_epoch}, step {trainer.global_step}{limit}"
+
+    def _get_train_description(self, current_epoch: int) -> str:  # where RichProgressBar takes the label
+        return self.train_description(self.trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            self.progress.update(self.train_progress_bar_id, description=self.train_description(trainer))
+        super().on_train_batch_end(trainer, pl_module, *args)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write a checkpoint beside its destination, flush it to disk, then rename it into place.
+
+    A process killed while saving (``kill -9``, out of memory, a lost node) leaves the previous
+    ``last.ckpt`` whole. Lightning's own writer stages the file in ``$TMPDIR`` and moves it,
+    which is a plain, interruptible copy when ``$TMPDIR`` is another file system (often tmpfs).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
 
 
 class ValidationHistory(Callback):

@@ -22,6 +22,27 @@ def gpu_precision() -> str:
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+def accelerator() -> str:
+    """``gpu`` when torch sees a CUDA GPU, else ``cpu`` (``hardware=auto``)."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def precision(device: str) -> str:
+    """The mixed precision that pays off on ``device`` (``cpu`` or ``gpu``)."""
+    return gpu_precision() if device == "gpu" else cpu_precision()
+
+
+def num_workers(device: str) -> int:
+    """Crop-loading processes: 4 to keep a GPU fed, none on a CPU (crops are cheap next to a CPU step)."""
+    return 4 if device == "gpu" else 0
+
+
+def default_max_steps(max_epochs: int | None, max_time: str | None, steps: int) -> int:
+    """``steps``, unless ``max_epochs`` or ``max_time`` bounds the run: then -1 (no step limit), so
+    that ``trainer.max_epochs=N`` or ``trainer.max_time=...`` alone is not cut short by the default."""
+    return steps if max_epochs in (None, -1) and max_time is None else -1
+
+
 def project_root() -> str:
     """The repository folder (the parent of the ``cellseg`` package)."""
     return str(Path(__file__).resolve().parents[2])
@@ -32,6 +53,10 @@ def register() -> None:
     for name, fn in {
         "cellseg.cpu_precision": cpu_precision,
         "cellseg.gpu_precision": gpu_precision,
+        "cellseg.accelerator": accelerator,
+        "cellseg.precision": precision,
+        "cellseg.num_workers": num_workers,
+        "cellseg.default_max_steps": default_max_steps,
         "cellseg.project_root": project_root,
     }.items():
         if not OmegaConf.has_resolver(name):

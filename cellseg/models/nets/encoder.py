@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -20,6 +21,10 @@ STAGES = {
     "s32": ("maxpool4", "inception5a", "inception5b"),  # stride 32, 1024
 }
 CHANNELS = {"stem": 64, "s4": 192, "s8": 480, "s16": 832, "s32": 1024}
+SKIPPED = ("fc.", "aux1.", "aux2.")  # classifier heads the encoder drops
+MIN_MATCHED = 0.5  # fraction of the encoder's tensors a weights file must fill
+
+log = logging.getLogger(__name__)
 
 
 class GoogLeNetEncoder(nn.Module):
@@ -33,7 +38,7 @@ class GoogLeNetEncoder(nn.Module):
         super().__init__()
         base = googlenet(weights=None, aux_logits=False, init_weights=True, transform_input=False)
         if weights:
-            _load_weights(base, weights, in_channels)
+            _load_weights(base, weights)
         if in_channels != 3:
             rgb = base.conv1.conv.weight.data
             base.conv1 = BasicConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3)
@@ -52,7 +57,9 @@ class GoogLeNetEncoder(nn.Module):
         return features
 
 
-def _load_weights(base: nn.Module, path: str, in_channels: int) -> None:
+def _load_weights(base: nn.Module, path: str) -> None:
+    """Load a torchvision GoogLeNet state dict into ``base``; warn about what did not match and
+    refuse a file that fills less than :data:`MIN_MATCHED` of the encoder's tensors."""
     file = Path(path)
     if not file.is_file():
         raise CellsegError(f"{file}: encoder weights not found; set model.encoder_weights=PATH or null")
@@ -60,12 +67,29 @@ def _load_weights(base: nn.Module, path: str, in_channels: int) -> None:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CellsegError(f"{file}: not a readable torch state dict ({err})") from err
-    state = state.get("state_dict", state)
-    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "aux1.", "aux2."))}
+    state = state.get("state_dict", state) if isinstance(state, dict) else None
+    if not isinstance(state, dict):
+        raise CellsegError(f"{file}: not a state dict (a dict of tensors); save model.state_dict() of a GoogLeNet")
+    state = {k: v for k, v in state.items() if not str(k).startswith(SKIPPED)}
     try:
-        base.load_state_dict(state, strict=False)
+        result = base.load_state_dict(state, strict=False)
     except RuntimeError as err:
         raise CellsegError(f"{file}: does not fit torchvision GoogLeNet ({str(err).splitlines()[0]})") from err
+    missing = [k for k in result.missing_keys if not k.startswith(SKIPPED) and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("num_batches_tracked")]
+    expected = [k for k in base.state_dict() if not k.startswith(SKIPPED) and not k.endswith("num_batches_tracked")]
+    matched = len(expected) - len(missing)
+    if missing or unexpected:
+        log.warning(
+            "%s: %d of %d encoder tensors loaded; %d missing (e.g. %s), %d unexpected (e.g. %s)",
+            file, matched, len(expected), len(missing), missing[:3], len(unexpected), unexpected[:3],
+        )  # fmt: skip
+    if matched < MIN_MATCHED * len(expected):
+        raise CellsegError(
+            f"{file}: only {matched} of {len(expected)} encoder tensors match torchvision GoogLeNet's names "
+            f"(e.g. {(unexpected or missing)[:1]}); use torchvision's googlenet().state_dict() or "
+            "model.encoder_weights=null"
+        )
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = 32) -> tuple[torch.Tensor, tuple[int, int]]:
