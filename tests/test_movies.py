@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import roifile
 import tifffile
 import torch
 
@@ -74,7 +75,11 @@ def test_movie_tables_agree_with_the_labels(movie_run):
     graph = json.loads((out / "movie_napari_graph.json").read_text())
     tracks = pd.read_csv(out / "movie_tracks.csv").set_index("TRACK_ID")
     assert all(tracks.loc[int(child), "PARENT_ID"] == parents[0] for child, parents in graph.items())
-    assert sorted(p.name for p in out.glob("movie_t*_overlay.png")) == [f"movie_t{t:03d}_overlay.png" for t in (0, 3, 6, 9)]
+    assert sorted(p.name for p in out.glob("movie_t*_overlay.png")) == [
+        f"movie_t{t:03d}_overlay.png" for t in (0, 3, 6, 9)
+    ]
+    rois = roifile.roiread(out / "movie_rois.zip")
+    assert sorted((r.position - 1, int(r.name)) for r in rois) == sorted(zip(rows["frame"], rows["label"]))
     assert (out / "movie_growth.png").stat().st_size > 0 and (out / "movie_lineage.png").stat().st_size > 0
 
 
@@ -121,7 +126,9 @@ def test_a_crash_leaves_no_partial_output_and_skip_existing_finishes(trained_ckp
     with pytest.raises(RuntimeError, match="killed"):
         predict_run(trained_ckpt, folder, out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["a_labels.tif", "a_overlay.png", "a_prob.tif", "notes.txt"], names  # no b, no temp files
+    assert names == ["a_labels.tif", "a_overlay.png", "a_prob.tif", "a_rois.zip", "notes.txt"], (
+        names
+    )  # no b, no temp files
     monkeypatch.setattr(Predictor, "predict_normalized", real)
     first = (out / "a_labels.tif").read_bytes()
     calls.clear()
@@ -177,7 +184,10 @@ def crafted(trained_ckpt, tmp_path, edit) -> str:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda h: h.update(net={"_target_": "pathlib.Path.write_text", "self": "{flag}", "data": "pwned"}), "unknown model"),
+        (
+            lambda h: h.update(net={"_target_": "pathlib.Path.write_text", "self": "{flag}", "data": "pwned"}),
+            "unknown model",
+        ),
         (lambda h: h["net"].update(encoder_weights={"_target_": "pathlib.Path.write_text", "self": "{flag}"}), "plain"),
         (lambda h: h["net"].update(_args_=["{flag}"]), "plain value"),
         (lambda h: h["postprocess"].update(method={"_target_": "pathlib.Path.write_text"}), "refused"),
@@ -221,3 +231,12 @@ def test_labels_dtype_and_uint32_pages_round_trip(tmp_path):
     stream.close()
     back = tifffile.imread(tmp_path / "l.tif")
     assert back.dtype == np.uint32 and np.array_equal(back, many)
+
+
+def test_contrast_to_noise_tells_camera_noise_from_nuclei():
+    from cellseg.data.normalize import contrast_to_noise
+
+    frames, _, _ = generate_movie(n_frames=3, shape=(128, 128), seed=1, blank_frames=(1,))
+    noise, nuclei = contrast_to_noise(frames[1]), contrast_to_noise(frames[0])
+    assert noise < 5 < 20 < nuclei
+    assert np.isinf(contrast_to_noise(np.full((32, 32), 7, np.uint8)))  # no noise estimate: left to normalize

@@ -57,8 +57,8 @@ def test_stack_gives_multipage_labels_and_frames_in_csv(trained_ckpt, tmp_path):
     import pandas as pd
 
     stack = np.stack([synthetic_frame(np.random.default_rng(i), 128)[0] for i in range(3)])
-    tifffile.imwrite(tmp_path / "movie.tif", stack)
-    predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "out", "save_prob=false")
+    tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
+    predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "out", "save_prob=false", "overlay_every=1")
     labels = tifffile.imread(tmp_path / "out" / "movie_labels.tif")
     assert labels.shape == (3, 128, 128)
     assert set(pd.read_csv(tmp_path / "out" / "measurements.csv")["frame"]) == {0, 1, 2}
@@ -180,7 +180,7 @@ def test_frames_are_counted_from_headers(tmp_path):
 def test_compile_setting(tmp_path, setting, min_frames, expected):
     from cellseg.inference.predict_task import _should_compile
 
-    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 32, 32), np.uint16))
+    tifffile.imwrite(tmp_path / "movie.tif", np.zeros((3, 32, 32), np.uint16), photometric="minisblack")
     assert _should_compile(setting, min_frames, plan_sources(str(tmp_path / "movie.tif"), "auto", None)) is expected
 
 
@@ -195,7 +195,7 @@ def test_compile_setting_must_be_known(tmp_path):
 def test_auto_compile_on_a_long_enough_run_segments_like_eager(trained_ckpt, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     stack = np.stack([synthetic_frame(np.random.default_rng(i), 128)[0] for i in range(3)])
-    tifffile.imwrite(tmp_path / "movie.tif", stack)
+    tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
     common = ["precision=fp32", "save_prob=false", "save_overlay=false"]
     predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "eager", "compile=false", *common)
     predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "compiled", "compile_min_frames=3", *common)

@@ -23,15 +23,16 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from cellseg.bench import ablation, hardware, pipeline, training
+from cellseg.bench import ablation, hardware, movie, pipeline, training
 from cellseg.checkpoint import load_checkpoint
+from cellseg.inference.malloc import keep_freed_memory
 from cellseg.inference.predictor import Predictor, load_net, resolve_precision
 from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
+from cellseg.models.registry import build_net
 
 MODELS = {
     "googlenet_fcn": "cellseg.models.nets.googlenet_fcn.GoogLeNetFCN",
@@ -75,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-ckpt", type=Path, help="a trained googlenet_skip checkpoint")
     parser.add_argument("--run", type=Path, help="a mes_edge_weight run folder (time to best val/seg)")
     parser.add_argument("--frames", type=int, default=8, help="frames per timing (median / end-to-end mean)")
+    parser.add_argument("--movie-frames", type=int, default=16, help="frames of the default-options movie run")
+    parser.add_argument("--long-movie", type=int, default=1000, help="peak memory: N frames vs N/10 (0: skip)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--side", type=int, default=1024, help="frame side in px")
     parser.add_argument("--quick", action="store_true", help="2 synthetic frames; no ablation, 4096^2 or training")
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
             for row in report["ablation"]:
                 row["ratio_to_bound"] = row["network_s"] / report["compute_bound_s"]
         report["stages_ms"] = ablation.stage_times(fcn_net, frame, device)
+        if device.type == "cpu":
+            keep_freed_memory()  # as predict.py does
         for name, ckpt in ckpts.items():
             predictor = Predictor(ckpt, device=device.type)
             times = pipeline.frame_times(predictor, frames)
@@ -119,12 +124,23 @@ def main(argv: list[str] | None = None) -> dict:
             times["ratio_to_bound"] = times["end_to_end_s"] / report["compute_bound_s"]
             if name == "googlenet_fcn" and not args.quick:
                 times.update(compiled_run(ckpt, device, paths, folder / f"{name}_compiled", warmup, times))
-            times["network_gflops"] = hardware.gflops(instantiate({"_target_": MODELS[name]}).eval(), args.side)
+            if name == "googlenet_fcn":
+                movie_frames, movie_source = movie.movie_frames(2 if args.quick else args.movie_frames, args.side)
+                times["movie_default_s"] = movie.default_run(predictor, movie_frames, folder / f"{name}_movie")
+                times["movie_ratio_to_bound"] = times["movie_default_s"] / report["compute_bound_s"]
+                report["movie"] = {"source": movie_source, "frames": len(movie_frames)}
+            times["network_gflops"] = hardware.gflops(build_net({"_target_": MODELS[name]}).eval(), args.side)
             times["trained"] = given[name] is not None
             report["models"][name] = times
         agree_frames = frames[:2] if args.quick else frames[:4]
         report["bf16_vs_fp32"] = pipeline.agreement(ckpts["googlenet_fcn"], agree_frames, device.type)
         report["bf16_vs_fp32"]["data"] = source
+        report["tracking_ms_30_cells"] = movie.tracking_ms(side=args.side)
+        if not args.quick and args.long_movie:
+            counts = (args.long_movie // 10, args.long_movie)
+            report["movie_peak_rss_gb"] = movie.movie_peak_gb(
+                ckpts["googlenet_fcn"], movie_frames, counts, folder / "long", device.type
+            )
         if not args.quick:
             report["peak_rss_gb_4096"] = pipeline.peak_memory_gb(ckpts["googlenet_fcn"], folder, device.type)
             report["training_crops_per_s"] = {
@@ -169,6 +185,16 @@ def print_report(report: dict) -> None:
         f"bf16 vs fp32 ({agree['data']}, {agree['frames']} frames)",
         f"same count {agree['same_cell_count']}/{agree['frames']}, mean IoU {agree['mean_iou']:.4f}",
     )
+    for name, t in report["models"].items():
+        if "movie_default_s" in t:
+            source = report["movie"]
+            table.add_row(
+                f"{name}: movie, default outputs + tracking (s/frame), {source['frames']} {source['source']} frames",
+                f"{t['movie_default_s']:.3f} = [bold]{t['movie_ratio_to_bound']:.2f}x[/bold] the bound",
+            )
+    table.add_row("tracking, 30 cells on a 1024^2 frame (ms per frame)", f"{report['tracking_ms_30_cells']:.1f}")
+    for count, gb in report.get("movie_peak_rss_gb", {}).items():
+        table.add_row(f"peak memory, {count}-frame movie, default outputs (GB)", f"{gb:.2f}")
     if "peak_rss_gb_4096" in report:
         table.add_row("peak memory, 4096^2 prediction (GB)", f"{report['peak_rss_gb_4096']:.2f}")
     for name, t in report.get("training_crops_per_s", {}).items():

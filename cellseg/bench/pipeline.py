@@ -17,8 +17,9 @@ from cellseg.bench.hardware import sync
 from cellseg.data.io import read_image
 from cellseg.data.normalize import percentile_normalize
 from cellseg.data.synthetic import synthetic_frame
+from cellseg.inference.inputs import plan_sources
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.run import PredictionRun
+from cellseg.inference.run import OutputOptions, PredictionRun
 
 GOWT1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "gowt1"
 
@@ -62,11 +63,13 @@ def end_to_end(predictor: Predictor, paths: list[Path], folder: Path) -> tuple[f
     """Seconds of a one-frame warm-up run (which compiles, where the predictor does), and
     seconds per frame of the folder run of ``paths`` that follows: read, normalize,
     network, post-process, measure, write labels (results go to ``folder``)."""
+    labels_only = OutputOptions(save_prob=False, save_overlay=False)
     start = time.perf_counter()
-    PredictionRun(predictor, folder / "warmup", save_prob=False, save_overlay=False).run(paths[:1])
+    PredictionRun(predictor, folder / "warmup", labels_only).run(plan_sources(str(paths[0]), False, None))
     warmup = time.perf_counter() - start
     start = time.perf_counter()
-    PredictionRun(predictor, folder / "out", save_prob=False, save_overlay=False).run(paths)
+    sources = [source for path in paths for source in plan_sources(str(path), False, None)]
+    PredictionRun(predictor, folder / "out", labels_only).run(sources)
     return warmup, (time.perf_counter() - start) / len(paths)
 
 

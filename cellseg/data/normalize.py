@@ -27,9 +27,7 @@ def percentiles(image: np.ndarray, q: tuple[float, ...]) -> list[float]:
     return result
 
 
-def percentile_normalize(
-    image: np.ndarray, low: float = 1.0, high: float = 99.8, name: str = "image"
-) -> np.ndarray:
+def percentile_normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8, name: str = "image") -> np.ndarray:
     """Map the ``low`` and ``high`` intensity percentiles of ``image`` to 0 and 1 (float32).
 
     Values outside the percentiles keep going linearly, as in Cellpose and CSBDeep. A
@@ -43,3 +41,15 @@ def percentile_normalize(
     normalized = np.asarray(image, dtype=np.float32) - np.float32(lo)
     normalized /= np.float32(hi - lo)
     return normalized
+
+
+def contrast_to_noise(image: np.ndarray) -> float:
+    """How far the brightest pixels (99.8th percentile) rise above the median, in units of
+    the pixel noise (estimated from neighbouring-pixel differences on every 8th row, robust
+    to cells). A frame of camera noise alone scores about 3; frames with nuclei score 20 or
+    more. A noise-free image (noise estimate 0) scores infinity."""
+    median, high = percentiles(image, (50, 99.8))
+    rows = np.asarray(image[::8], dtype=np.float32)
+    spread = np.abs(rows[:, 1:] - rows[:, :-1]).ravel()  # neighbour differences centre on 0
+    sigma = 1.4826 * float(np.partition(spread, spread.size // 2)[spread.size // 2]) / np.sqrt(2)
+    return float("inf") if sigma == 0 else (high - median) / sigma

@@ -23,7 +23,7 @@ CHOICES = {
     "compile": (True, False, "auto"),
     "track": (True, False, "auto"),
 }
-FLAGS = ("overwrite", "skip_existing", "tta", "save_prob", "save_overlay", "save_tracks")
+FLAGS = ("overwrite", "skip_existing", "tta", "save_prob", "save_overlay", "save_tracks", "save_rois")
 PATHS = ("ckpt", "input", "output", "gt")
 
 
@@ -87,6 +87,7 @@ def check_options(cfg: DictConfig) -> None:
     _number(cfg, "compile_min_frames", 1, 2**31, integer=True)
     _number(cfg, "overlay_every", 1, 2**31, integer=True)
     _number(cfg, "threshold", 0, 1, open_low=True)
+    _number(cfg, "min_snr", 0, 1e6)
     _number(cfg, "h", 0, 1000, open_low=True)
     _number(cfg, "channel", 0, 2**16, integer=True)
     _number(cfg, "norm.low", 0, 100)

@@ -104,8 +104,10 @@ def predict(cfg: DictConfig) -> RunStats:
         save_overlay=cfg.save_overlay,
         overlay_every=cfg.overlay_every,
         save_tracks=cfg.save_tracks,
+        save_rois=cfg.save_rois,
         overwrite=cfg.overwrite,
         skip_existing=cfg.skip_existing,
+        min_snr=cfg.min_snr,
     )
     run = PredictionRun(predictor, out_dir, options, evaluator, make_tracker, ctc_gt)
     stats = run.run(sources)

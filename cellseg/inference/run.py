@@ -25,12 +25,14 @@ import pandas as pd
 import tifffile
 from rich.progress import Progress
 
+from cellseg.data.normalize import contrast_to_noise
 from cellseg.errors import CellsegError
 from cellseg.evaluate import Evaluator
 from cellseg.inference.inputs import BadFrame, Source
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
-from cellseg.outputs.atomic import temp_name, write_with
+from cellseg.outputs.atomic import commit, remove, temp_name, write_with
+from cellseg.outputs.rois import RoiZip
 from cellseg.outputs.streams import FileQueue, TiffStream
 from cellseg.outputs.tracks import TrackOutputs
 from cellseg.visualize import outline_overlay
@@ -47,8 +49,10 @@ class OutputOptions:
     save_overlay: bool = True
     overlay_every: int = 10  # stacks: an overlay PNG every N frames (and the last frame)
     save_tracks: bool = True  # tracked movies: tracks table, napari tables, CTC folder, plots
+    save_rois: bool = True  # Fiji ROI Manager zip, one polygon per cell (per frame of a stack)
     overwrite: bool = False
     skip_existing: bool = False
+    min_snr: float = 8.0  # frames whose signal rises less above the noise are blank (empty labels)
 
 
 @dataclass
@@ -165,6 +169,8 @@ class PredictionRun:
             paths += [self.overlay_path(source, t) for t in sorted(overlay_frames(source.n_frames, opts.overlay_every))]
         if self.tracked(source) and opts.save_tracks:
             paths += TrackOutputs.paths(out, stem)
+        if opts.save_rois:
+            paths.append(out / f"{stem}_rois.zip")
         return [*paths, out / f"{stem}_labels.tif"]
 
     def overlay_path(self, source: Source, index: int) -> Path:
@@ -219,12 +225,11 @@ class PredictionRun:
             try:
                 if isinstance(raw, BadFrame):
                     raise CellsegError(str(raw))
-                check_frame(raw, name, writer.shape)
+                check_frame(raw, name, writer.shape, self.options.min_snr)
                 normalized = self.predictor.normalize(raw, name)
             except CellsegError as err:
                 if source.n_frames == 1:
                     raise
-                log.warning("%s; it gets empty labels", err)
                 print(f"cellseg: warning: {err}; it gets empty labels", file=sys.stderr)
                 self.stats.bad_frames += 1
                 writer.add_bad(index)
@@ -252,8 +257,9 @@ class PredictionRun:
         return pd.concat(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
 
 
-def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None) -> None:
-    """Refuse a frame that cannot be segmented: wrong size, NaN or infinite pixels."""
+def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None, min_snr: float) -> None:
+    """Refuse a frame that cannot be segmented: wrong size, NaN or infinite pixels, or no
+    signal above the noise (percentile normalization would stretch noise into 'cells')."""
     if raw.ndim != 2:
         raise CellsegError(f"{name}: expected a 2-D frame, got shape {raw.shape}")
     if shape is not None and raw.shape != shape:
@@ -261,6 +267,12 @@ def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None) -> No
     if raw.dtype.kind == "f" and not np.isfinite(raw).all():
         bad = int((~np.isfinite(raw)).sum())
         raise CellsegError(f"{name}: {bad} NaN or infinite pixels; replace them (e.g. by 0) before segmenting")
+    snr = contrast_to_noise(raw)
+    if snr < min_snr:
+        raise CellsegError(
+            f"{name}: no signal above the noise (brightest pixels {snr:.1f} noise sd above the median, "
+            f"min_snr={min_snr:g}); a blank or dark frame"
+        )
 
 
 def table_rows(labels: np.ndarray, raw: np.ndarray, source: Source, index: int, tracked: bool) -> pd.DataFrame:
@@ -286,6 +298,8 @@ class SourceWriter:
         self.overlay_tmps: list[tuple[Path, Path]] = []
         self.tracker = run.make_tracker() if run.tracked(source) else None
         self.tracks = TrackOutputs(run.out_dir, source.name, run.files) if self.tracker is not None else None
+        self.rois_path = run.out_dir / f"{source.name}_rois.zip"
+        self.rois = RoiZip(temp_name(self.rois_path)) if self.opts.save_rois else None
 
     def _first_shape(self) -> tuple[int, int] | None:
         try:
@@ -325,6 +339,8 @@ class SourceWriter:
             self.overlay_tmps.append((tmp, final))
         if self.tracks is not None:
             self.tracks.add_frame(index, labels, self.tracker.tracks())
+        if self.rois is not None:  # names = labels (track ids); in order, on the one writer thread
+            self.run.files.submit(self.rois.add_frame, labels, index if self.source.n_frames > 1 else None)
         self.rows.append(table_rows(labels, raw, self.source, index, self.tracker is not None))
         self.run.stats.cells += int(len(self.rows[-1]))
 
@@ -354,6 +370,9 @@ class SourceWriter:
             self.prob.close()
         for tmp, final in self.overlay_tmps:
             tmp.replace(final)
+        if self.rois is not None:
+            self.rois.close()
+            commit(self.rois.path, self.rois_path)
         if self.tracks is not None:
             self.tracks.commit(self.tracker.tracks(), pd.concat(self.rows) if self.rows else None)
         self.labels.close()
@@ -369,6 +388,9 @@ class SourceWriter:
                 stream.close(keep=False)
         for tmp, _ in self.overlay_tmps:
             tmp.unlink(missing_ok=True)
+        if self.rois is not None:
+            self.rois.close()
+            remove(self.rois.path)
         if self.tracks is not None:
             self.tracks.discard()
 

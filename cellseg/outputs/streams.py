@@ -31,6 +31,7 @@ class TiffStream:
         self.dtype = np.dtype(dtype)
         self.pages: queue.Queue = queue.Queue(maxsize=ahead)
         self.error: BaseException | None = None
+        self.drained = False  # the writer has taken the end marker
         full = (n_frames, *shape) if n_frames > 1 else tuple(shape)
         self.thread = threading.Thread(target=self._write, args=(full,), daemon=True)
         self.thread.start()
@@ -38,6 +39,7 @@ class TiffStream:
     def _pages(self):
         while (page := self.pages.get()) is not _DONE:
             yield page
+        self.drained = True
 
     def _write(self, shape: tuple[int, ...]) -> None:
         try:
@@ -45,7 +47,7 @@ class TiffStream:
                 tif.write(self._pages(), shape=shape, dtype=self.dtype, photometric="minisblack", **COMPRESSION)
         except BaseException as err:  # re-raised in the caller's thread by close()
             self.error = err
-            while self.pages.get() is not _DONE:  # unblock the producer
+            while not self.drained and self.pages.get() is not _DONE:  # unblock the producer
                 pass
 
     def add(self, page: np.ndarray) -> None:

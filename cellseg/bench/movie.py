@@ -1,0 +1,95 @@
+"""Movies as a user runs them: default outputs with tracking, tracking time, and peak memory
+that must not grow with the movie's length."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from cellseg.bench.pipeline import PEAK_RSS_RUNNER
+from cellseg.data.io import read_image
+from cellseg.data.synthetic_movie import generate_movie
+from cellseg.inference.inputs import plan_sources
+from cellseg.inference.predictor import Predictor
+from cellseg.inference.run import OutputOptions, PredictionRun
+from cellseg.tracking.tracker import OverlapTracker
+
+GOWT1_MOVIE = Path(__file__).resolve().parents[3] / "shared" / "data" / "ctc" / "Fluo-N2DH-GOWT1" / "02"
+
+
+def cells_for(side: int) -> int:
+    """Nuclei of a synthetic side x side movie: 30 on a 1024^2 frame, as many per area on
+    smaller ones (30 do not fit a 256^2 frame)."""
+    return max(2, round(30 * side**2 / 1024**2))
+
+
+def movie_frames(count: int, side: int) -> tuple[np.ndarray, str]:
+    """``count`` consecutive frames: GOWT1 sequence 02 where present (1024 px), else a synthetic movie."""
+    paths = sorted(GOWT1_MOVIE.glob("t*.tif"))[:count] if side == 1024 and GOWT1_MOVIE.is_dir() else []
+    if len(paths) == count:
+        return np.stack([read_image(p) for p in paths]), "gowt1 02"
+    frames, _, _ = generate_movie(n_frames=count, shape=(side, side), n_cells=min(30, cells_for(side)), seed=0)
+    return frames, "synthetic"
+
+
+def default_run(predictor: Predictor, frames: np.ndarray, folder: Path) -> float:
+    """Seconds per frame of ``predict.py``'s default outputs on a movie: labels, probabilities,
+    overlays every 10th frame, tracking, tracks tables, CTC folder and plots (after a
+    two-frame warm-up run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "warmup.tif", frames[:2], photometric="minisblack")
+    tifffile.imwrite(folder / "movie.tif", frames, photometric="minisblack")
+    for name in ("warmup", "movie"):
+        start = time.perf_counter()
+        sources = plan_sources(str(folder / f"{name}.tif"), "auto", None)
+        PredictionRun(predictor, folder / f"{name}_out", OutputOptions(), make_tracker=OverlapTracker).run(sources)
+        seconds = time.perf_counter() - start
+    return seconds / len(frames)
+
+
+def tracking_ms(n_cells: int | None = None, side: int = 1024, n_frames: int = 20) -> float:
+    """Median milliseconds of one tracker update for ``n_cells`` cells (default
+    :func:`cells_for`: 30 at 1024^2) on a ``side``^2 frame."""
+    n_cells = n_cells or cells_for(side)
+    _, labels, _ = generate_movie(n_frames=n_frames, shape=(side, side), n_cells=n_cells, divide_at=None, seed=8)
+    tracker = OverlapTracker()
+    times = []
+    for frame in labels:
+        start = time.perf_counter()
+        tracker.update(frame)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[1:])
+
+
+def write_long_movie(path: Path, frames: np.ndarray, count: int) -> None:
+    """A ``count``-frame TIFF made of ``frames`` in turn, written page by page."""
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        pages = (frames[i % len(frames)] for i in range(count))
+        tif.write(pages, shape=(count, *frames.shape[1:]), dtype=frames.dtype, photometric="minisblack")
+
+
+def movie_peak_gb(ckpt: Path, frames: np.ndarray, counts: tuple[int, ...], folder: Path, device: str) -> dict:
+    """Peak resident memory (GB) of ``predict.py`` with default options on movies of each
+    length in ``counts``, each in a fresh process."""
+    peaks = {}
+    for count in counts:
+        movie = folder / f"movie_{count}.tif"
+        write_long_movie(movie, frames, count)
+        command = [
+            sys.executable, "-c", PEAK_RSS_RUNNER, str(Path(__file__).resolve().parents[2] / "predict.py"),
+            f"ckpt={ckpt}", f"input={movie}", f"output={folder / f'out_{count}'}", f"device={device}",
+            f"hydra.run.dir={folder / 'hydra'}", "compile=false",  # compiling is a constant, not a length cost
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+        peak = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("VmHWM")]
+        if result.returncode or not peak:
+            raise RuntimeError(f"predict.py on the {count}-frame movie failed:\n{result.stdout}\n{result.stderr}")
+        peaks[count] = int(peak[0]) * 1024 / 1e9
+        movie.unlink()
+    return peaks
