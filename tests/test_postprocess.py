@@ -1,4 +1,4 @@
-"""Post-processing and measurements agree with the library functions they replace."""
+"""Post-processing and measurements: against the library functions they replace, and by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from skimage.segmentation import expand_labels
 
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.measure import COLUMNS, measure
-from cellseg.postprocess import fill_holes, grow_into
+from cellseg.postprocess import fill_holes, grow_into, probabilities_to_labels
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,45 @@ def test_measure_equals_regionprops(truth):
 def test_measure_of_an_empty_frame_has_the_columns():
     table = measure(np.zeros((8, 8), np.uint16), np.ones((8, 8), np.uint8), "x.tif", 0)
     assert table.empty and list(table.columns) == COLUMNS
+
+
+# -- probabilities to labels, by hand ------------------------------------------------------
+
+
+def dot_grid(side: int, drop: int = 0) -> np.ndarray:
+    """(2, side, side) probabilities of 1-px cells on every other row and column (side/2
+    squared cells, none touching, background connected to the border), less the last ``drop``."""
+    interior = np.zeros((side, side), np.float32)
+    interior[::2, ::2] = 1.0
+    ys, xs = np.nonzero(interior)
+    interior[ys[len(ys) - drop :], xs[len(xs) - drop :]] = 0.0
+    return np.stack([interior, np.zeros_like(interior)])
+
+
+@pytest.mark.parametrize(("side", "drop", "dtype"), [(512, 1, np.uint16), (512, 0, np.uint32), (520, 0, np.uint32)])
+def test_labels_beyond_65535_cells_are_uint32_and_distinct(side, drop, dtype):
+    prob = dot_grid(side, drop)
+    labels = probabilities_to_labels(prob, 0.5, "threshold", min_size=1)
+    count = (side // 2) ** 2 - drop  # 65535, 65536, 67600
+    assert labels.dtype == dtype
+    assert labels.max() == count
+    cells = labels[prob[0] > 0.5]
+    assert cells.min() == 1 and np.unique(cells).size == count  # no label wrapped round onto another
+    assert (labels[prob[0] <= 0.5] == 0).all()
+    assert np.array_equal(labels[0, :6:2], [1, 2, 3])  # numbered in raster order
+
+
+def test_threshold_labels_by_hand():
+    interior = np.zeros((20, 20), np.float32)
+    edge = np.zeros_like(interior)
+    interior[3:6, 3:6] = 0.9  # a 3x3 interior ...
+    edge[2:7, 2:7] = 0.8  # ... in a 1-px edge ring (foreground: interior + edge > 0.5)
+    edge[3:6, 3:6] = 0.0
+    interior[12:15, 12:16] = 0.9  # a 3x4 cell without edge evidence
+    interior[1, 15] = 0.9  # a 1-px speck
+    interior[12, 2] = 0.4  # below the threshold
+    labels = probabilities_to_labels(np.stack([interior, edge]), 0.5, "threshold", min_size=5, expand=2)
+    expected = np.zeros((20, 20), np.uint16)
+    expected[2:7, 2:7] = 1  # grown over its ring
+    expected[12:15, 12:16] = 2  # kept as it is; the speck is under min_size; labels stay 1..N
+    assert labels.dtype == np.uint16 and np.array_equal(labels, expected)

@@ -17,7 +17,7 @@ from cellseg.errors import CellsegError
 from cellseg.inference.inputs import plan_sources
 from cellseg.inference.optimize import CompiledEncoder
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.tiling import predict_tiled, tile_starts
+from cellseg.inference.tiling import tile_starts
 from cellseg.postprocess import probabilities_to_labels
 
 from .conftest import ROOT, compose_cfg
@@ -71,16 +71,6 @@ def test_tile_starts_cover_with_overlap():
     assert starts[0] == 0 and starts[-1] == 3000 - 1024
     assert all(b - a <= 1024 - 128 for a, b in zip(starts, starts[1:]))
     assert tile_starts(500, 1024, 128) == [0]
-
-
-def test_blending_reproduces_a_smooth_field():
-    image = np.random.default_rng(0).random((300, 200)).astype(np.float32)
-
-    def identity(batch: torch.Tensor) -> np.ndarray:
-        return np.repeat(batch.numpy(), 2, axis=1)
-
-    out = predict_tiled(identity, image, tile=64, overlap=16, batch_size=3)
-    assert np.allclose(out[0], image, atol=1e-5) and np.allclose(out[1], image, atol=1e-5)
 
 
 def seam_cuts(labels: np.ndarray, seam: int, axis: int) -> int:
