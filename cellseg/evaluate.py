@@ -7,7 +7,6 @@ images next to the validation ROC stored in the checkpoint, as in the seed's fig
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -19,6 +18,7 @@ from cellseg import metrics
 from cellseg.data.io import is_image_file, read_image
 from cellseg.data.targets import edge_band
 from cellseg.errors import CellsegError
+from cellseg.outputs.atomic import write_json, write_with
 from cellseg.visualize import error_overlay, roc_figure
 
 MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_gt")
@@ -74,15 +74,15 @@ class Evaluator:
             self.errors[key] += int(errors[key].size)
         self.per_image[name] = {**counts.summary(), **{k: int(v.size) for k, v in errors.items()}}
         overlay = error_overlay(normalized, truth, labels, errors)
-        iio.imwrite(self.out_dir / f"{name}_errors.png", overlay)
+        write_with(self.out_dir / f"{name}_errors.png", lambda tmp: iio.imwrite(tmp, overlay, extension=".png"))
 
     def finish(self) -> dict:
         """Write ``metrics.json`` and ``roc.png``; return the overall metrics."""
         fpr, tpr, _ = self.roc.compute()
         overall = {**self.counts.summary(), **self.errors, "auc": metrics.roc_auc(fpr, tpr)}
         report = {"overall": overall, "per_image": self.per_image}
-        (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+        write_json(self.out_dir / "metrics.json", report)
         curves = {} if self.val_roc is None else {"validation (training run)": tuple(self.val_roc)}
         curves[f"these images (AUC {overall['auc']:.3f})"] = (fpr.numpy(), tpr.numpy())
-        roc_figure(curves, self.out_dir / "roc.png")
+        write_with(self.out_dir / "roc.png", lambda tmp: roc_figure(curves, tmp))
         return overall

@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from cellseg.outputs.atomic import write_with
+
 COLUMNS = ("val/seg", "val/ap50", "val/auc")
 
 
@@ -48,7 +50,7 @@ class SweepSummary(Callback):
         table = summarize(sweep_dir, metric, mode)
         if table.empty:
             return
-        table.to_csv(sweep_dir / "summary.csv", index=False)
+        write_with(sweep_dir / "summary.csv", lambda tmp: table.to_csv(tmp, index=False))
         view = Table(title=f"sweep {sweep_dir} (best {metric} first)")
         for column in table.columns:
             view.add_column(column)

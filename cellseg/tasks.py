@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
 from cellseg.models.module import CellSegModule
 from cellseg.models.registry import NETS, checked_spec
+from cellseg.outputs.atomic import write_json
 from cellseg.utils.callbacks import AtomicCheckpointIO, ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
 from cellseg.utils.task import finish_wandb
@@ -105,7 +105,7 @@ def _write_result(cfg: DictConfig, history: ValidationHistory | None) -> dict:
         "overrides": list(HydraConfig.get().overrides.task),
         "run_dir": cfg.paths.output_dir,
     }
-    (Path(cfg.paths.output_dir) / "result.json").write_text(json.dumps(result, indent=2))
+    write_json(Path(cfg.paths.output_dir) / "result.json", result)
     return result
 
 

@@ -70,5 +70,5 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> 
     axis.set(xlabel="false positive rate", ylabel="true positive rate", title="pixel ROC, cell interior")
     axis.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format="png")
     plt.close(figure)

@@ -27,7 +27,7 @@ from rich.progress import Progress
 
 from cellseg.data.normalize import contrast_to_noise
 from cellseg.errors import CellsegError
-from cellseg.evaluate import Evaluator
+from cellseg.evaluate import Evaluator, find_mask
 from cellseg.inference.inputs import BadFrame, Source
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
@@ -240,8 +240,19 @@ class PredictionRun:
                 if truth is not None:
                     stem = source.name if source.n_frames == 1 else f"{source.name}_t{index:03d}"
                     self.evaluator.add(stem, normalized, truth[index], prob, labels)
+                elif self.evaluator is not None and len(source.paths) > 1:
+                    self.score_movie_frame(source.paths[index], normalized, prob, labels)
             if frame_task is not None:
                 progress.advance(frame_task)
+
+    def score_movie_frame(self, path: Path, normalized: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
+        """Score one frame of a movie folder against its own mask, where ``gt=`` has one."""
+        try:
+            find_mask(path, self.evaluator.gt_dir)
+        except CellsegError:
+            return  # frames without a mask are not scored
+        truth = self.evaluator.masks_for(path, 1, labels.shape)[0]
+        self.evaluator.add(path.stem, normalized, truth, prob, labels)
 
     def remeasure(self, source: Source, labels_path: Path) -> pd.DataFrame:
         """Rows of an already finished source, measured again from its labels and raw frames."""

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cellseg import metrics
+from cellseg.outputs.atomic import write_with
 from cellseg.visualize import error_overlay, roc_figure
 
 
@@ -107,7 +108,8 @@ class ValidationHistory(Callback):
                "elapsed_s": round(time.monotonic() - self.start, 1), **metrics}  # fmt: skip
         self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(self.rows).to_csv(self.path, index=False)
+        rows = pd.DataFrame(self.rows)
+        write_with(self.path, lambda tmp: rows.to_csv(tmp, index=False))
 
 
 class ValidationImages(Callback):
