@@ -41,7 +41,7 @@ def lineage_figure(tracks: pd.DataFrame, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, max(3, 0.18 * len(order) + 1)), constrained_layout=True)
     for track_id in order:
         start, stop = spans.loc[track_id, "TRACK_START"], spans.loc[track_id, "TRACK_STOP"]
-        axes.plot([start, stop], [row[track_id]] * 2, color="tab:blue", lw=2)
+        axes.plot([start, stop], [row[track_id]] * 2, color="tab:blue", lw=2, marker="|", ms=4)  # | : 1-frame tracks
         parent = int(spans.loc[track_id, "PARENT_ID"])
         if parent in row:
             axes.plot([spans.loc[parent, "TRACK_STOP"], start], [row[parent], row[track_id]], color="tab:red", lw=1)
