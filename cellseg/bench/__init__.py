@@ -192,7 +192,11 @@ def print_report(report: dict) -> None:
                 f"{name}: movie, default outputs + tracking (s/frame), {source['frames']} {source['source']} frames",
                 f"{t['movie_default_s']:.3f} = [bold]{t['movie_ratio_to_bound']:.2f}x[/bold] the bound",
             )
-    table.add_row("tracking, 30 cells on a 1024^2 frame (ms per frame)", f"{report['tracking_ms_30_cells']:.1f}")
+    side = report["side"]
+    table.add_row(
+        f"tracking, {movie.cells_for(side)} cells on a {side}^2 frame (ms per frame)",
+        f"{report['tracking_ms_30_cells']:.1f}",
+    )
     for count, gb in report.get("movie_peak_rss_gb", {}).items():
         table.add_row(f"peak memory, {count}-frame movie, default outputs (GB)", f"{gb:.2f}")
     if "peak_rss_gb_4096" in report:
