@@ -54,7 +54,7 @@ def unknown_options(cfg: dict, known: dict, prefix: str = "") -> list[str]:
 
 
 def _number(cfg: DictConfig, key: str, low: float, high: float, integer: bool = False, open_low: bool = False):
-    value = cfg.get(key) if "." not in key else OmegaConf.select(cfg, key)
+    value = OmegaConf.select(cfg, key)
     if value is None:
         return
     kind = "an integer" if integer else "a number"

@@ -215,11 +215,8 @@ class PredictionRun:
 
     def segment_frames(self, source: Source, writer: SourceWriter, progress, frame_task) -> None:
         """The per-frame pipeline of one source."""
-        truth = (
-            self.evaluator.masks_for(source.paths[0], source.n_frames, writer.shape_hint)
-            if self.evaluator is not None and len(source.paths) == 1 and writer.shape_hint
-            else None
-        )
+        one_file = self.evaluator is not None and len(source.paths) == 1
+        truth = None  # the masks of a one-file source, read at its first good frame
         for index, raw in read_ahead(source.frames()):
             name = source.label if source.n_frames == 1 else f"{source.label} frame {index}"
             try:
@@ -237,7 +234,9 @@ class PredictionRun:
                 prob = self.predictor.predict_normalized(normalized)
                 labels = self.predictor.labels(prob)
                 writer.add(index, raw, normalized, prob, labels)
-                if truth is not None:
+                if one_file:
+                    if truth is None:
+                        truth = self.evaluator.masks_for(source.paths[0], source.n_frames, raw.shape)
                     stem = source.name if source.n_frames == 1 else f"{source.name}_t{index:03d}"
                     self.evaluator.add(stem, normalized, truth[index], prob, labels)
                 elif self.evaluator is not None and len(source.paths) > 1:
@@ -300,7 +299,6 @@ class SourceWriter:
         self.run, self.source = run, source
         self.opts = run.options
         self.shape: tuple[int, int] | None = None
-        self.shape_hint = self._first_shape() if run.evaluator is not None else None
         self.labels: TiffStream | None = None
         self.prob: TiffStream | None = None
         self.rows: list[pd.DataFrame] = []
@@ -311,13 +309,6 @@ class SourceWriter:
         self.tracks = TrackOutputs(run.out_dir, source.name, run.files) if self.tracker is not None else None
         self.rois_path = run.out_dir / f"{source.name}_rois.zip"
         self.rois = RoiZip(temp_name(self.rois_path)) if self.opts.save_rois else None
-
-    def _first_shape(self) -> tuple[int, int] | None:
-        try:
-            frame = next(iter(self.source.frames()))[1]
-        except StopIteration:
-            return None
-        return None if isinstance(frame, BadFrame) or frame.ndim != 2 else frame.shape
 
     def _open(self, labels: np.ndarray) -> None:
         self.shape = labels.shape
