@@ -18,6 +18,7 @@ from cellseg.errors import CellsegError
 from cellseg.models.module import CellSegModule
 from cellseg.models.registry import NETS, checked_spec
 from cellseg.outputs.atomic import write_json
+from cellseg.sequence_test import ground_truth_of, score_sequence
 from cellseg.utils.callbacks import AtomicCheckpointIO, ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
 from cellseg.utils.task import finish_wandb
@@ -92,8 +93,9 @@ def _name_sweep_job(cfg: DictConfig) -> None:
         cfg.logger.wandb.tags = [*cfg.logger.wandb.tags, *(o[:64] for o in overrides)]
 
 
-def _write_result(cfg: DictConfig, history: ValidationHistory | None) -> dict:
-    """``result.json`` in the run folder: the validation at the best monitored value."""
+def _write_result(cfg: DictConfig, history: ValidationHistory | None, test: dict) -> dict:
+    """``result.json`` in the run folder: the validation at the best monitored value, and the
+    test of that checkpoint (``test``: held-out frames; ``test_sequence``: a whole movie)."""
     rows = pd.DataFrame(history.rows if history is not None else [])
     best = {}
     if cfg.monitor.metric in rows:
@@ -102,6 +104,7 @@ def _write_result(cfg: DictConfig, history: ValidationHistory | None) -> dict:
     result = {
         "metric": cfg.monitor.metric,
         "best": best,
+        **test,
         "overrides": list(HydraConfig.get().overrides.task),
         "run_dir": cfg.paths.output_dir,
     }
@@ -117,6 +120,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")  # read and check all data before any process is started
+    if datamodule.test_sequence:
+        ground_truth_of(Path(datamodule.test_sequence).expanduser())  # a wrong path fails now, not after training
     module = build_module(cfg, datamodule.smallest_cell)
     log.info("Post-processing: %s", module.hparams.postprocess)
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -129,11 +134,12 @@ def train(cfg: DictConfig) -> float | None:
     # resuming restores weights, optimizer, LR schedule, global_step and the max_time Timer;
     # weights_only: the checkpoint cannot run code while it is unpickled
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    if trainer.is_global_zero:
-        _write_result(cfg, next((c for c in callbacks if isinstance(c, ValidationHistory)), None))
-
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     best_cb = next((c for c in checkpoints if c.monitor == cfg.monitor.metric), None)
+    test = run_tests(trainer, module, datamodule, best_cb)
+    if trainer.is_global_zero:
+        _write_result(cfg, next((c for c in callbacks if isinstance(c, ValidationHistory)), None), test)
+
     if best_cb is not None and best_cb.best_model_score is not None:
         best = float(best_cb.best_model_score)
         where = f"checkpoints in {best_cb.dirpath}"
@@ -146,4 +152,47 @@ def train(cfg: DictConfig) -> float | None:
     finish_wandb()  # W&B prints its sync hints on finish; the summary line should come last
     if trainer.is_global_zero:
         print(f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; {where}")
+        print_test_summary(test)
     return best
+
+
+def run_tests(trainer: L.Trainer, module: CellSegModule, datamodule, best_cb: ModelCheckpoint | None) -> dict:
+    """Test the best checkpoint (its weights and threshold, nothing chosen again) on the
+    held-out frames and on ``data.test_sequence``; the numbers for ``result.json``."""
+    best_path = best_cb.best_model_path if best_cb is not None and best_cb.best_model_path else None
+    result = {}
+    if datamodule.test_frames_data:
+        # ckpt_path=None (no checkpoint written, e.g. fast_dev_run) tests the weights in memory
+        scores = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)
+        result["test"] = {
+            "frames": [f.name for f in datamodule.test_frames_data],
+            **{k.removeprefix("test/"): float(v) for k, v in scores[0].items()},
+        }
+    if datamodule.test_sequence and trainer.is_global_zero:
+        if best_path is None:
+            log.warning("No checkpoint written, so data.test_sequence is not tested")
+        else:
+            out = Path(trainer.default_root_dir) / "test_sequence"
+            try:
+                result["test_sequence"] = score_sequence(
+                    Path(best_path), datamodule.test_sequence, datamodule.seen_frames, datamodule.test_gap, out
+                )
+            except CellsegError as err:  # the trained checkpoints stand; say why there is no score
+                log.warning("The test on data.test_sequence failed: %s", err)
+                result["test_sequence"] = {"error": str(err), "sequence": str(datamodule.test_sequence)}
+    return result
+
+
+def print_test_summary(test: dict) -> None:
+    """The test lines of the summary (what ``result.json`` holds under ``test*``)."""
+    if "test" in test:
+        t = test["test"]
+        print(
+            f"Test on {len(t['frames'])} held-out frame(s): SEG {t['seg']:.3f}, AP50 {t['ap50']:.3f}, "
+            f"AP {t['ap']:.3f}; {t['merges']:.0f} merges, {t['splits']:.0f} splits, "
+            f"{t['false_positives']:.0f} false positives, {t['misses']:.0f} misses"
+        )
+    if "test_sequence" in test and "error" not in test["test_sequence"]:
+        t = test["test_sequence"]
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in t.items() if isinstance(v, float))
+        print(f"Test on {t['sequence']} ({t['frames']} frames, SEG on {len(t['seg_frames'])} unseen): {shown}")

@@ -58,7 +58,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def synthetic_overrides(synthetic_root) -> list[str]:
     """Overrides that point the default data config at the small synthetic set."""
-    return [f"data.root={synthetic_root}", "data.val_frames=[syn_003]", *FAST]
+    return [f"data.root={synthetic_root}", "data.val_frames=[syn_003]", "data.test_frames=null", *FAST]
 
 
 def shared(name: str) -> Path:
@@ -93,6 +93,7 @@ def trained_ckpt(tmp_path_factory) -> Path:
         [
             f"data.root={root}",
             "data.val_frames=[syn_003]",
+            "data.test_frames=null",
             "data.crop_size=128",
             "data.batch_size=8",
             "data.samples_per_epoch=400",

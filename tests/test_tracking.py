@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from cellseg.data.synthetic_movie import generate_movie
+from cellseg.errors import CellsegError
 from cellseg.tracking.ctc import frame_digits, score_ctc, validate_res, write_ctc_folder
 from cellseg.tracking.tables import (
     TRACK_COLUMNS,
@@ -199,7 +200,7 @@ def test_invalid_result_is_reported(ctc_movie, tmp_path):
     wrong = [(label, start, min(stop + 1, last), parent) for label, start, stop, parent in gt_tracks]  # ends too late
     res = write_masks(tmp_path / "01_RES", labels, wrong)
     assert not validate_res(res)
-    with pytest.raises(ValueError, match="not a valid CTC result"):
+    with pytest.raises(CellsegError, match="not a valid CTC result"):
         score_ctc(gt_dir, res)
 
 

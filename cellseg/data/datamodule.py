@@ -1,9 +1,10 @@
-"""LightningDataModule: random augmented crops for training, whole frames for validation."""
+"""LightningDataModule: random augmented crops for training, whole frames for validation and test."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,28 @@ class FrameDataset(Dataset):
         }
 
 
+_TIME = re.compile(r"^(.*?)(\d+)$")
+
+
+def frame_time(name: str) -> tuple[str, int] | None:
+    """``(sequence, time)`` of a frame named like ``02_t052`` (``("02_t", 52)``), else None."""
+    match = _TIME.match(name)
+    return (match[1], int(match[2])) if match else None
+
+
+def near(name: str, others: Iterable[str], gap: int) -> bool:
+    """Whether frame ``name`` is within ``gap`` time points of one of ``others`` of its sequence
+    (or is one of them): such frames are nearly the same picture and leak into each other."""
+    others = list(others)
+    if name in others:
+        return True
+    here = frame_time(name)
+    if here is None or gap <= 0:
+        return False
+    return any((there := frame_time(o)) is not None and there[0] == here[0] and abs(there[1] - here[1]) <= gap
+               for o in others)  # fmt: skip
+
+
 def _smallest_whole_cell(label_images: list[np.ndarray]) -> int | None:
     """Area of the smallest annotated cell that does not touch a frame border."""
     areas = [np.bincount(clear_border(labels).ravel())[1:] for labels in label_images]
@@ -148,11 +171,18 @@ def _smallest_whole_cell(label_images: list[np.ndarray]) -> int | None:
 
 
 class CellDataModule(L.LightningDataModule):
-    """Annotated frames from ``root``: random crops to train on, held-out frames to validate.
+    """Annotated frames from ``root``: random crops to train on, held-out frames to validate
+    and to test.
 
     Validation is either whole held-out frames (``val_frames`` by name; default the last
     frame) or, for data sets with a single annotated frame, the bottom ``val_region``
-    fraction of every frame (a spatial split). ``use_frames`` (names) keeps only those
+    fraction of every frame (a spatial split; of the rows ``test_region`` leaves). The test split chooses nothing (no
+    checkpoint, threshold or option is picked on it): whole frames (``test_frames``) or the
+    top ``test_region`` fraction of every frame. Frames within ``test_gap`` time points of a
+    test frame (same sequence, by the number that ends the name: ``02_t052``, ``02_t055``)
+    are neither trained nor validated on, since neighbouring frames of a movie nearly repeat
+    each other. ``test_sequence`` (a Cell Tracking Challenge sequence folder) is predicted
+    and scored after training (see :mod:`cellseg.sequence_test`). ``use_frames`` (names) keeps only those
     annotated frames, e.g. a handful of a fully annotated Cell Tracking Challenge sequence.
     Frames have one channel (``in_channels`` is accepted only as 1, for configs that still
     name it). Under DDP each rank draws its own crops, seeded from ``seed``, and validates its
@@ -166,6 +196,10 @@ class CellDataModule(L.LightningDataModule):
         val_frames: list[str] | None = None,
         use_frames: list[str] | None = None,
         val_region: float | None = None,
+        test_frames: list[str] | None = None,
+        test_region: float | None = None,
+        test_gap: int = 0,
+        test_sequence: str | None = None,
         crop_size: int = 256,
         samples_per_epoch: int = 800,
         batch_size: int = 8,
@@ -189,6 +223,10 @@ class CellDataModule(L.LightningDataModule):
         self.val_frames = list(val_frames) if val_frames else None
         self.use_frames = set(use_frames) if use_frames else None
         self.val_region = val_region
+        self.test_frames = list(test_frames) if test_frames else []
+        self.test_region = test_region
+        self.test_gap = test_gap
+        self.test_sequence = test_sequence
         self.crop_size = crop_size
         self.samples_per_epoch = samples_per_epoch
         self.batch_size = batch_size
@@ -201,6 +239,7 @@ class CellDataModule(L.LightningDataModule):
         self.seed = seed
         self.train_frames: list[Frame] | None = None
         self.val_frames_data: list[Frame] | None = None
+        self.test_frames_data: list[Frame] = []
         self.smallest_cell: int | None = None  # px, of training cells not cut by the border
 
     def prepare_data(self) -> None:
@@ -236,14 +275,52 @@ class CellDataModule(L.LightningDataModule):
             image = percentile_normalize(image, self.norm["low"], self.norm["high"], str(item.image_path))
             targets = make_targets(labels, self.edge_width, self.border_sigma)
             frames.append(Frame(item.name, image, labels, targets))
+        frames, self.test_frames_data = self._split_test(frames)
         self.train_frames, self.val_frames_data = self._split(frames)
         self.smallest_cell = _smallest_whole_cell([f.labels for f in self.train_frames])
         log.info(
-            "Data %s: training on %s, validating on %s",
+            "Data %s: training on %s, validating on %s, testing on %s",
             self.root,
             [f.name for f in self.train_frames],
             [f.name for f in self.val_frames_data],
+            [f.name for f in self.test_frames_data] or "nothing",
         )
+
+    @property
+    def seen_frames(self) -> list[str]:
+        """Names of the frames that trained or chose something (training and validation)."""
+        return sorted({f.name for f in [*(self.train_frames or []), *(self.val_frames_data or [])]})
+
+    def _split_test(self, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
+        """``(frames left for training and validation, test frames)``."""
+        if self.test_region:
+            if self.test_frames:
+                raise CellsegError("data.test_frames and data.test_region both set; hold out frames or a region")
+            if self.val_region and self.val_region + self.test_region >= 1:
+                raise CellsegError(
+                    f"data.val_region={self.val_region} and data.test_region={self.test_region} leave "
+                    "nothing to train on; lower them"
+                )
+            cuts = [int(round(f.image.shape[0] * self.test_region)) for f in frames]
+            return [f.rows(slice(cut, None)) for f, cut in zip(frames, cuts)], [
+                f.rows(slice(0, cut)) for f, cut in zip(frames, cuts)
+            ]
+        names = [f.name for f in frames]
+        unknown = [n for n in self.test_frames if n not in names]
+        if unknown:
+            raise CellsegError(
+                f"{self.root}: data.test_frames names {unknown[0]!r}, which is not an annotated frame "
+                f"(there are {', '.join(names)})"
+            )
+        test = [f for f in frames if f.name in self.test_frames]
+        rest = [f for f in frames if not near(f.name, self.test_frames, self.test_gap)]
+        left_out = sorted(set(names) - {f.name for f in test} - {f.name for f in rest})
+        if left_out:
+            log.info("Not training or validating on %s: within data.test_gap=%d frames of a test frame",
+                     left_out, self.test_gap)  # fmt: skip
+        if self.test_frames and not rest:
+            raise CellsegError(f"{self.root}: data.test_frames leaves no frame to train on; hold out fewer frames")
+        return rest, test
 
     def _split(self, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
         if self.val_region:
@@ -256,7 +333,10 @@ class CellDataModule(L.LightningDataModule):
             train = [f.rows(slice(0, cut)) for f, cut in zip(frames, cuts)]
             return train, [f.rows(slice(cut, None)) for f, cut in zip(frames, cuts)]
         if len(frames) < 2:
-            raise CellsegError(f"{self.root}: only one annotated frame; hold out part of it with data.val_region=0.25")
+            raise CellsegError(
+                f"{self.root}: only one annotated frame to train and validate on; hold out part of it "
+                "with data.val_region=0.25"
+            )
         names = [f.name for f in frames]
         wanted = [n for n in (self.val_frames or []) if n in names]
         if self.val_frames and not wanted:
@@ -281,4 +361,8 @@ class CellDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         dataset = FrameDataset(self.val_frames_data)
+        return DataLoader(dataset, batch_size=1, sampler=RankSampler(dataset, *self._rank()), num_workers=0)
+
+    def test_dataloader(self) -> DataLoader:
+        dataset = FrameDataset(self.test_frames_data)
         return DataLoader(dataset, batch_size=1, sampler=RankSampler(dataset, *self._rank()), num_workers=0)

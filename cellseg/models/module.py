@@ -1,4 +1,4 @@
-"""LightningModule: network + edge-weighted BCE, validated like prediction is judged.
+"""LightningModule: network + edge-weighted BCE, validated and tested like prediction is judged.
 
 Everything in ``hparams`` is a plain dict (a ``_target_`` and its arguments), built into
 objects here, so checkpoints load with ``torch.load(..., weights_only=True)``. The
@@ -80,10 +80,29 @@ class CellSegModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_outputs = []
-        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self._start_evaluation()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_evaluation("test")
+
+    def _start_evaluation(self) -> None:
+        self._val_outputs = []
+        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self.val_roc.reset()
+
+    def _evaluation_step(self, batch: dict[str, Any]) -> None:
         keep = batch["counted"]
         if not keep.any():  # a pad that gives every rank the same number of batches
             return
@@ -101,31 +120,43 @@ class CellSegModule(L.LightningModule):
         ):
             self._val_outputs.append((image, p, labels))
 
-    def on_validation_epoch_end(self) -> None:
+    def _end_evaluation(self, stage: str) -> None:
+        """Log ``stage/…`` metrics. Validation chooses the threshold (and stores it with the
+        weights); the test uses the stored one and chooses nothing."""
         fpr, tpr, thresholds = self.val_roc.compute()  # summed over ranks by torchmetrics
         self.val_roc.reset()
         loss_sum, frames, positives, negatives = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum").tolist()
-        threshold = metrics.choose_threshold(fpr, tpr, thresholds, positives, negatives, self.hparams.threshold_method)
-        self.threshold.fill_(threshold)
+        if stage == "val":
+            threshold = metrics.choose_threshold(
+                fpr, tpr, thresholds, positives, negatives, self.hparams.threshold_method
+            )
+            self.threshold.fill_(threshold)
+        threshold = float(self.threshold)
         counts = metrics.InstanceCounts()
+        errors = np.zeros(len(metrics.ERROR_KINDS))
         for index, (image, prob, labels) in enumerate(self._val_outputs):
             pred = probabilities_to_labels(prob, threshold, **self.hparams.postprocess)
             counts = counts + metrics.instance_counts(labels, pred)
-            if index == 0:  # for the ValidationImages callback
+            kinds = metrics.error_kinds(labels, pred)
+            errors += [kinds[k].size for k in metrics.ERROR_KINDS]
+            if index == 0 and stage == "val":  # for the ValidationImages callback
                 self.val_example = (image, labels, pred)
-        vector = torch.as_tensor(counts.as_vector(), dtype=torch.float64, device=self.device)
-        counts = metrics.InstanceCounts.from_vector(self.trainer.strategy.reduce(vector, reduce_op="sum").cpu().numpy())
-        summary = counts.summary()
+        vector = torch.as_tensor(np.concatenate([counts.as_vector(), errors]), dtype=torch.float64, device=self.device)
+        vector = self.trainer.strategy.reduce(vector, reduce_op="sum").cpu().numpy()
+        n_errors = len(metrics.ERROR_KINDS)
+        summary = metrics.InstanceCounts.from_vector(vector[:-n_errors]).summary()
         self.log_dict(
             {
-                "val/loss": loss_sum / max(frames, 1),
-                "val/auc": metrics.roc_auc(fpr, tpr),
-                "val/threshold": threshold,
-                **{f"val/{k}": summary[k] for k in ("seg", "ap50", "ap", "f1", "precision", "recall")},
+                f"{stage}/loss": loss_sum / max(frames, 1),
+                f"{stage}/auc": metrics.roc_auc(fpr, tpr),
+                f"{stage}/threshold": threshold,
+                **{f"{stage}/{k}": summary[k] for k in ("seg", "ap50", "ap", "f1", "precision", "recall")},
+                **{f"{stage}/{k}": float(v) for k, v in zip(metrics.ERROR_KINDS, vector[-n_errors:])},
             },
             sync_dist=False,
         )
-        self.roc_curve.copy_(torch.stack([fpr, tpr]).to(self.roc_curve))
+        if stage == "val":
+            self.roc_curve.copy_(torch.stack([fpr, tpr]).to(self.roc_curve))
         self._val_outputs = []
 
     def configure_optimizers(self) -> dict:

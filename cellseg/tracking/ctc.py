@@ -18,6 +18,7 @@ import tifffile
 from ctc_metrics.scripts.evaluate import calculate_metrics, load_data
 from ctc_metrics.scripts.validate import validate_sequence
 
+from cellseg.errors import CellsegError
 from cellseg.tracking.tables import ctc_frame_labels, ctc_res_track_lines
 from cellseg.tracking.tracker import Track
 
@@ -54,13 +55,14 @@ def validate_res(res_dir: str | Path) -> bool:
 def score_ctc(gt_dir: str | Path, res_dir: str | Path, metrics: Sequence[str] = METRICS) -> dict[str, float]:
     """CTC metrics of a result folder against a ground-truth folder (``XX_GT``), as floats.
 
-    SEG is left out when the ground truth has no ``SEG`` folder.
+    SEG is left out when the ground truth has no ``SEG`` folder, and a metric the package
+    cannot compute (BC(2) of a movie without divisions) is left out.
     """
     metrics = [m for m in metrics if m != "SEG" or (Path(gt_dir) / "SEG").is_dir()]
     comp, ref, traj, segm, _, valid = load_data(
         str(res_dir), str(gt_dir), trajectory_data=True, segmentation_data="SEG" in metrics, threads=1
     )
     if not valid:
-        raise ValueError(f"{res_dir} is not a valid CTC result (res_track.txt disagrees with the masks)")
+        raise CellsegError(f"{res_dir} is not a valid CTC result (res_track.txt disagrees with the masks)")
     results = calculate_metrics(comp, ref, traj, segm, metrics=list(metrics), is_valid=valid)
-    return {m: float(results[m]) for m in metrics}
+    return {m: float(results[m]) for m in metrics if results[m] is not None}

@@ -1,0 +1,162 @@
+"""Test numbers over seeds and folds: ``python -m cellseg.crossval [options] [train overrides]``.
+
+Every run is a real ``train.py`` run in its own folder; its test numbers (``result.json``:
+held-out frames and ``data.test_sequence``, which chose nothing) are collected into
+``crossval.csv`` and summarized as mean ± sd in ``crossval.json`` and on the last lines.
+
+Options (the other arguments go to ``train.py`` unchanged):
+    folds=leave_one_out  each annotated frame is the test frame once (default); frames within
+                         ``data.test_gap`` of it are left out, validation is the configured
+                         ``data.val_frames`` unless near the test frame, else the frame
+                         farthest from it
+    folds=none           the configured split only (seeds are then the repeats)
+    seeds=[1,2,3]        one run per seed and fold
+    out=DIR              where the runs go (default ``logs/crossval/<time>``)
+
+Example: ``python -m cellseg.crossval +experiment=mes_edge_weight seeds=[1,2,3] data.test_sequence=null``
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+
+from cellseg.data.datamodule import frame_time, near
+from cellseg.data.layouts import find_frames
+from cellseg.errors import CellsegError
+from cellseg.outputs.atomic import write_json, write_with
+from cellseg.utils import resolvers  # noqa: F401  (registers ${cellseg.*:} resolvers)
+from cellseg.utils.task import check_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIONS = ("folds", "seeds", "out")
+
+
+def parse(argv: list[str]) -> tuple[dict, list[str]]:
+    """``(options of this command, overrides for train.py)``."""
+    options = {"folds": "leave_one_out", "seeds": "[1,2,3]", "out": None}
+    overrides = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in OPTIONS:
+            options[key] = value
+        else:
+            overrides.append(arg)
+    if options["folds"] not in ("leave_one_out", "none"):
+        raise CellsegError(f"folds={options['folds']}: use leave_one_out or none")
+    try:
+        options["seeds"] = [int(s) for s in options["seeds"].strip("[]").split(",") if s.strip()]
+    except ValueError:
+        raise CellsegError(f"seeds={options['seeds']}: give whole numbers, e.g. seeds=[1,2,3]") from None
+    if not options["seeds"]:
+        raise CellsegError("seeds=[]: give at least one seed, e.g. seeds=[1,2,3]")
+    return options, overrides
+
+
+def annotated_frames(overrides: list[str]) -> tuple[list[str], list[str], int]:
+    """Names of the annotated frames the config trains on, its validation frames and test gap."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    data = instantiate(cfg.data)
+    names = [frame.name for frame in find_frames(data.root, data.layout)]
+    if data.use_frames is not None:
+        names = [n for n in names if n in data.use_frames]
+    if data.val_region or data.test_region:
+        raise CellsegError("folds=leave_one_out holds out whole frames; with data.val_region use folds=none")
+    return names, list(data.val_frames or []), data.test_gap
+
+
+def distance(a: str, b: str) -> float:
+    """Time points between two frames of one sequence (infinite across sequences or unnumbered)."""
+    ta, tb = frame_time(a), frame_time(b)
+    return abs(ta[1] - tb[1]) if ta and tb and ta[0] == tb[0] else float("inf")
+
+
+def folds(names: list[str], val_frames: list[str], gap: int) -> list[tuple[str, list[str]]]:
+    """``(test frame, validation frames)`` of each leave-one-frame-out fold."""
+    result = []
+    for test in names:
+        others = [n for n in names if not near(n, [test], gap)]
+        val = [n for n in val_frames if n in others]
+        if not val and len(others) >= 2:
+            val = [max(others, key=lambda n: distance(n, test))]
+        if len(others) < 2:
+            raise CellsegError(
+                f"folds=leave_one_out: testing on {test} leaves {len(others)} frame(s) (data.test_gap={gap}); "
+                "at least two are needed, one to train and one to validate"
+            )
+        result.append((test, val))
+    return result
+
+
+def run_plan(options: dict, overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """``(run name, extra overrides)`` of every run."""
+    splits = [("split", [])]
+    if options["folds"] == "leave_one_out":
+        names, val_frames, gap = annotated_frames(overrides)
+        splits = [
+            (f"test_{test}", [f"data.test_frames=[{test}]", f"data.val_frames=[{','.join(val)}]"])
+            for test, val in folds(names, val_frames, gap)
+        ]
+    return [(f"{name}/seed_{seed}", [*extra, f"seed={seed}"]) for name, extra in splits for seed in options["seeds"]]
+
+
+def result_row(run_dir: Path) -> dict:
+    """The test numbers of one finished run (and its best validation SEG)."""
+    result = json.loads((run_dir / "result.json").read_text())
+    row = {"val_seg": result["best"].get("val/seg")}
+    for key in ("seg", "ap50", "ap", "merges", "splits", "false_positives", "misses"):
+        if "test" in result:
+            row[f"test_{key}"] = result["test"][key]
+    for key, value in result.get("test_sequence", {}).items():
+        if isinstance(value, float):
+            row[f"sequence_{key}"] = value
+    return row
+
+
+def summarize(rows: pd.DataFrame) -> dict:
+    """Mean, sd and count of every numeric column."""
+    numeric = rows.select_dtypes("number").drop(columns=["seed"], errors="ignore")
+    return {c: {"mean": float(numeric[c].mean()), "sd": float(numeric[c].std(ddof=1)) if len(numeric) > 1 else 0.0,
+                "n": int(numeric[c].count())} for c in numeric}  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    """Run every fold and seed with ``train.py``, then write and print the summary."""
+    options, overrides = parse(argv)
+    out = Path(options["out"] or ROOT / "logs" / "crossval" / time.strftime("%Y-%m-%d_%H-%M-%S")).expanduser()
+    plan = run_plan(options, overrides)
+    rows = []
+    for index, (name, extra) in enumerate(plan, 1):
+        run_dir = out / name
+        if not (run_dir / "result.json").exists():  # a re-run of the same command finishes what is missing
+            print(f"[{index}/{len(plan)}] {name}: python train.py {' '.join([*overrides, *extra])}", flush=True)
+            command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, f"hydra.run.dir={run_dir}"]
+            if subprocess.run(command, cwd=ROOT).returncode != 0:
+                raise CellsegError(f"{run_dir}: the run {name} failed (its output is above); fix it and run again")
+        rows.append({"run": name, "seed": int(name.rsplit("_", 1)[1]), **result_row(run_dir)})
+    table = pd.DataFrame(rows)
+    write_with(out / "crossval.csv", lambda tmp: table.to_csv(tmp, index=False))
+    summary = summarize(table)
+    write_json(out / "crossval.json", {"command": ["python", "-m", "cellseg.crossval", *argv], "runs": len(rows),
+                                       "summary": summary})  # fmt: skip
+    for key, stats in summary.items():
+        print(f"{key}: {stats['mean']:.3f} ± {stats['sd']:.3f} (n={stats['n']})")
+    print(f"{len(rows)} runs; table in {out / 'crossval.csv'}, summary in {out / 'crossval.json'}")
+
+
+if __name__ == "__main__":
+    check_arguments(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (CellsegError, HydraException) as err:
+        print(f"cellseg: error: {err}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
