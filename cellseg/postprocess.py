@@ -13,6 +13,12 @@ its smoothed distance transform, so two neighbours whose shared edge was missed 
 a marker each, and a watershed on the distance transform splits them at the neck. The
 result grows over the edge band like the threshold method.
 
+``hysteresis``: seeds are the parts of the interior where the network is sure
+(``seed_threshold``, above ``threshold``), grown by a watershed on the interior probability
+over the interior mask: two touching nuclei whose interiors join only where the network
+hesitated get a seed each. An interior component that never reaches ``seed_threshold`` (a
+dim nucleus) is its own seed, so nothing the threshold method finds is lost.
+
 Every step is a whole-array operation (labelling, bincounts, lookup tables), and the
 growth over the edge band only visits the band's pixels: on a 1024x1024 frame the
 threshold method takes a few tens of milliseconds.
@@ -26,7 +32,7 @@ from skimage.filters import gaussian
 from skimage.morphology import disk, h_maxima
 from skimage.segmentation import watershed
 
-METHODS = ("threshold", "watershed")
+METHODS = ("threshold", "watershed", "hysteresis")
 
 
 def foreground(prob: np.ndarray, threshold: float) -> np.ndarray:
@@ -59,6 +65,20 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     distance = gaussian(ndi.distance_transform_edt(bridged), sigma=1.0)
     markers, _ = ndi.label(h_maxima(distance, h) & bridged)
     return watershed(-distance, markers, mask=bridged)
+
+
+def hysteresis_split(prob: np.ndarray, threshold: float, seed_threshold: float) -> np.ndarray:
+    """Seeds where the interior probability exceeds ``seed_threshold``, grown over the interior."""
+    interior = fill_holes(prob[0] > threshold)
+    components, n = ndi.label(interior)
+    seeds, n_seeds = ndi.label((prob[0] > max(seed_threshold, threshold)) & interior)
+    seeded = np.zeros(n + 1, bool)
+    seeded[components[seeds > 0]] = True
+    seeded[0] = True  # background
+    unseeded = ~seeded[components] & interior  # dim nuclei: their own component is their seed
+    relabel = np.cumsum(~seeded) + n_seeds
+    seeds = np.where(unseeded, relabel[components], seeds)
+    return watershed(-prob[0], seeds, mask=interior)
 
 
 def grow_into(seeds: np.ndarray, region: np.ndarray, distance: int) -> np.ndarray:
@@ -102,10 +122,16 @@ def probabilities_to_labels(
     min_size: int = 15,
     expand: int = 2,
     h: float = 2.0,
+    seed_threshold: float = 0.9,
 ) -> np.ndarray:
     """Instance labels (uint16, uint32 beyond 65535 cells) from (2, H, W) probabilities."""
     if method not in METHODS:
         raise ValueError(f"unknown postprocess method {method!r}; use one of {', '.join(METHODS)}")
     fg = foreground(prob, threshold)
-    seeds = watershed_split(prob, threshold, h) if method == "watershed" else threshold_components(prob, threshold)
+    if method == "watershed":
+        seeds = watershed_split(prob, threshold, h)
+    elif method == "hysteresis":
+        seeds = hysteresis_split(prob, threshold, seed_threshold)
+    else:
+        seeds = threshold_components(prob, threshold)
     return grow_and_clean(seeds, fg, expand, min_size)

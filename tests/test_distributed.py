@@ -44,6 +44,7 @@ def test_ranks_draw_different_crops_and_validate_every_frame_once(synthetic_root
             sys.executable,
             "train.py",
             f"data.root={synthetic_root}",
+            "data.test_frames=null",
             f"data.val_frames=[{','.join(VAL_FRAMES)}]",
             "data.crop_size=64",
             "data.batch_size=2",

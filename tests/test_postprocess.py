@@ -103,3 +103,25 @@ def test_threshold_labels_by_hand():
     expected[2:7, 2:7] = 1  # grown over its ring
     expected[12:15, 12:16] = 2  # kept as it is; the speck is under min_size; labels stay 1..N
     assert labels.dtype == np.uint16 and np.array_equal(labels, expected)
+
+
+def two_touching_nuclei_and_a_dim_one() -> np.ndarray:
+    """Interior probability of two discs joined by a hesitant bridge (0.6), and a dim disc (0.7)."""
+    yy, xx = np.mgrid[:40, :60]
+    interior = np.zeros((40, 60), np.float32)
+    interior[(yy - 20) ** 2 + (xx - 12) ** 2 <= 36] = 0.95
+    interior[(yy - 20) ** 2 + (xx - 26) ** 2 <= 36] = 0.95
+    interior[18:23, 17:22] = np.maximum(interior[18:23, 17:22], 0.6)  # the neck between them
+    interior[(yy - 20) ** 2 + (xx - 48) ** 2 <= 25] = 0.7
+    return np.stack([interior, np.zeros_like(interior)])
+
+
+def test_hysteresis_splits_nuclei_joined_where_the_network_hesitated():
+    prob = two_touching_nuclei_and_a_dim_one()
+    merged = probabilities_to_labels(prob, 0.5, "threshold", min_size=5, expand=0)
+    split = probabilities_to_labels(prob, 0.5, "hysteresis", min_size=5, expand=0, seed_threshold=0.9)
+    assert merged.max() == 2  # the two touching nuclei are one object, the dim one another
+    assert split.max() == 3
+    assert split[20, 12] != split[20, 26]  # each touching nucleus has its own label ...
+    assert split[20, 48] > 0 and split[20, 48] not in (split[20, 12], split[20, 26])  # ... the dim one is kept
+    assert np.array_equal(split > 0, merged > 0)  # same pixels, only divided differently

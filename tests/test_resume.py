@@ -37,6 +37,7 @@ def validated_steps(run_dir) -> list[int]:
 def test_killed_run_resumes_where_it_was_saved(synthetic_root, tmp_path):
     overrides = [
         f"data.root={synthetic_root}",
+        "data.test_frames=null",
         "data.val_frames=[syn_003]",
         "data.crop_size=64",
         "data.batch_size=2",

@@ -104,6 +104,7 @@ def test_training_beats_the_untrained_model(synthetic_root, tmp_path):
 
     overrides = [
         f"data.root={synthetic_root}",
+        "data.test_frames=null",
         "data.val_frames=[syn_003]",
         "data.crop_size=128",
         "data.batch_size=8",
@@ -232,3 +233,35 @@ def test_cli_bad_input_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("cellseg: error:") and "missing" in lines[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_instance_threshold_is_the_candidate_with_the_best_seg_and_ap50(synthetic_overrides, tmp_path):
+    from cellseg.models.module import INSTANCE_THRESHOLDS
+
+    steps = [o for o in synthetic_overrides if not o.startswith(("trainer.max_steps", "data.samples_per_epoch"))]
+    overrides = [*steps, "trainer.max_steps=30", "data.samples_per_epoch=120", "threshold_method=instance",
+                 "hardware.precision=32-true"]  # fmt: skip
+    train_run(overrides, tmp_path)
+    checkpoint = load(tmp_path / "checkpoints" / "best.ckpt")
+    module = CellSegModule(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    datamodule = instantiate(compose_cfg(overrides).data)
+    datamodule.setup()
+    scores = []
+    for candidate in INSTANCE_THRESHOLDS:  # recomputed from the saved weights, outside Lightning
+        counts = metrics.InstanceCounts()
+        for frame in datamodule.val_frames_data:
+            with torch.no_grad():
+                prob = torch.sigmoid(module.eval()(torch.from_numpy(frame.image)[None, None]))[0].numpy()
+            counts = counts + metrics.instance_counts(
+                frame.labels, probabilities_to_labels(prob, candidate, **module.hparams.postprocess)
+            )
+        summary = counts.summary()
+        scores.append(summary["seg"] + summary["ap50"])
+    assert max(scores) > min(scores)  # the candidates differ, so the choice means something
+    assert float(module.threshold) == pytest.approx(INSTANCE_THRESHOLDS[int(np.argmax(scores))])
+
+
+def test_unknown_threshold_method_is_refused(synthetic_overrides, tmp_path):
+    with pytest.raises(CellsegError, match="threshold_method='pixel'"):
+        train_run([*synthetic_overrides, "threshold_method=pixel"], tmp_path)

@@ -310,7 +310,7 @@ class CellDataModule(L.LightningDataModule):
         if unknown:
             raise CellsegError(
                 f"{self.root}: data.test_frames names {unknown[0]!r}, which is not an annotated frame "
-                f"(there are {', '.join(names)})"
+                f"(there are {', '.join(names)}); name others or set data.test_frames=null"
             )
         test = [f for f in frames if f.name in self.test_frames]
         rest = [f for f in frames if not near(f.name, self.test_frames, self.test_gap)]

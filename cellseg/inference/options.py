@@ -100,6 +100,7 @@ def check_options(cfg: DictConfig) -> None:
             _number(cfg, key, 0, 2**31, integer=True)
     if cfg.get("postprocess") is not None:
         _number(cfg, "postprocess.h", 0, 1000, open_low=True)
+        _number(cfg, "postprocess.seed_threshold", 0, 1, open_low=True)
     if cfg.get("tracker") is not None:
         _number(cfg, "tracker.max_distance", 0, 1e6, open_low=True)
         _number(cfg, "tracker.gap_closing", 0, 1000, integer=True)

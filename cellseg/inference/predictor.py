@@ -54,7 +54,7 @@ def load_net(checkpoint: dict, ckpt: str | Path) -> torch.nn.Module:
     return net.eval()
 
 
-POSTPROCESS_OPTIONS = {"method": str, "min_size": int, "expand": int, "h": (int, float)}
+POSTPROCESS_OPTIONS = {"method": str, "min_size": int, "expand": int, "h": (int, float), "seed_threshold": (int, float)}
 
 
 def check_saved_options(hparams: dict, ckpt: str | Path) -> None:
