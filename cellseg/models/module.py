@@ -106,7 +106,6 @@ class CellSegModule(L.LightningModule):
     def _start_evaluation(self) -> None:
         self._val_outputs = []
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
-        self.val_roc.reset()
 
     def _evaluation_step(self, batch: dict[str, Any]) -> None:
         keep = batch["counted"]
