@@ -178,6 +178,22 @@ def test_instance_layout(tmp_path):
     assert image.dtype == np.uint16 and labels.max() > 0
 
 
+def test_masks_suffix_layout_pairs_name_with_name_masks(tmp_path):
+    """Cellpose's naming (and the napari plugin's corrections): NAME.tif beside NAME_masks.tif."""
+    source = write_instance_folder(tmp_path / "inst")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("f0", "f2"):
+        (source / "images" / f"{name}.tif").rename(flat / f"{name}.tif")
+        (source / "masks" / f"{name}.tif").rename(flat / f"{name}_masks.tif")
+    (source / "images" / "f1.tif").rename(flat / "f1.tif")  # not annotated: left out
+    assert detect_layout(flat) == "masks_suffix"
+    frames = find_frames(flat)
+    assert [(f.name, f.mask_path.name) for f in frames] == [("f0", "f0_masks.tif"), ("f2", "f2_masks.tif")]
+    image, labels = frames[1].load()
+    assert np.array_equal(labels, tifffile.imread(flat / "f2_masks.tif")) and image.shape == labels.shape
+
+
 def test_ctc_layout(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "01").mkdir()

@@ -86,6 +86,16 @@ def test_movie_folder_frames_are_ordered_by_number(tmp_path):
     assert [int(frame[0, 0]) for _, frame in movie.frames()] == list(range(11))
 
 
+def test_corrected_masks_beside_their_frames_are_not_inputs(tmp_path):
+    """A movie folder with a corrected ``t002_masks.tif`` (the napari plugin's) stays a movie."""
+    for t in range(4):
+        tifffile.imwrite(tmp_path / f"t{t:03d}.tif", np.full((16, 16), t, np.uint16))
+    tifffile.imwrite(tmp_path / "t002_masks.tif", np.ones((16, 16), np.uint16))
+    (movie,) = sources_of(tmp_path)
+    assert movie.n_frames == 4 and all(not p.stem.endswith("_masks") for p in movie.paths)
+    assert len(sources_of(tmp_path / "t*.tif")) == 4  # a glob leaves them out too
+
+
 def test_folder_of_unrelated_images_is_left_alone(tmp_path):
     for name in ("02_t001", "02_t052", "02_t055"):  # numbered, but not consecutive frames
         tifffile.imwrite(tmp_path / f"{name}.tif", np.zeros((16, 16), np.uint16))

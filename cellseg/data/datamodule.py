@@ -191,7 +191,7 @@ class CellDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: str | None,
         layout: str = "auto",
         val_frames: list[str] | None = None,
         use_frames: list[str] | None = None,
@@ -218,7 +218,9 @@ class CellDataModule(L.LightningDataModule):
                 f"data.in_channels={in_channels}: cellseg trains on single-channel frames; "
                 "remove the option and save one channel per image"
             )
-        self.root = Path(root)
+        if not root:
+            raise CellsegError("data.root is not set: give data.root=PATH, the folder of annotated frames")
+        self.root = Path(root).expanduser()
         self.layout = layout
         self.val_frames = list(val_frames) if val_frames else None
         self.use_frames = set(use_frames) if use_frames else None

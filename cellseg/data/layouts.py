@@ -4,6 +4,8 @@
 2. ``npy_masks``: ``images/X.tif`` + ``masks/*_mask_cells.npy``, ``*_mask_edges.npy``
    (and ``*_mask_other.npy``) binary masks, the original author's format.
 3. ``ctc``: the Cell Tracking Challenge tree ``01/tNNN.tif`` + ``01_GT/SEG/man_segNNN.tif``.
+4. ``masks_suffix``: ``NAME.ext`` + ``NAME_masks.ext`` side by side in one folder, as Cellpose
+   saves them and as cellseg's napari plugin saves corrections.
 
 Every layout ends as :class:`AnnotatedFrame` objects that load an image and its instance
 labels, so training, validation and evaluation share one code path.
@@ -22,7 +24,8 @@ from skimage.segmentation import expand_labels
 from cellseg.data.io import as_2d, is_image_file, read_image, read_labels
 from cellseg.errors import CellsegError
 
-LAYOUTS = ("auto", "instance", "npy_masks", "ctc")
+LAYOUTS = ("auto", "instance", "npy_masks", "ctc", "masks_suffix")
+MASKS_SUFFIX = "_masks"
 _CTC_SEG = re.compile(r"man_seg_?(\d+)$")
 
 
@@ -69,8 +72,11 @@ def detect_layout(root: Path) -> str:
         return "instance"
     if any(p.is_dir() and (root / f"{p.name}_GT" / "SEG").is_dir() for p in root.iterdir()):
         return "ctc"
+    if _masks_suffix_frames(root):
+        return "masks_suffix"
     raise CellsegError(
-        f"{root}: no known layout (images/+masks/, *_mask_cells.npy, or CTC 01/+01_GT/SEG/); "
+        f"{root}: no known layout (images/+masks/, *_mask_cells.npy, CTC 01/+01_GT/SEG/, "
+        f"or NAME.tif + NAME{MASKS_SUFFIX}.tif); "
         "see README 'Data layouts'"
     )
 
@@ -84,7 +90,12 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
         raise CellsegError(f"unknown data.layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if layout == "auto":
         layout = detect_layout(root)
-    finder = {"instance": _instance_frames, "npy_masks": _npy_frames, "ctc": _ctc_frames}[layout]
+    finder = {
+        "instance": _instance_frames,
+        "npy_masks": _npy_frames,
+        "ctc": _ctc_frames,
+        "masks_suffix": _masks_suffix_frames,
+    }[layout]
     frames = sorted(finder(root), key=lambda f: f.name)
     if not frames:
         raise CellsegError(
@@ -104,6 +115,16 @@ def _instance_frames(root: Path) -> list[AnnotatedFrame]:
         AnnotatedFrame(p.stem, p, masks[p.stem])
         for p in _images_in(root / "images")
         if p.stem in masks
+    ]
+
+
+def _masks_suffix_frames(root: Path) -> list[AnnotatedFrame]:
+    files = _images_in(root)
+    images = {p.stem: p for p in files if not p.stem.endswith(MASKS_SUFFIX)}
+    return [
+        AnnotatedFrame(stem, images[stem], mask)
+        for mask in files
+        if mask.stem.endswith(MASKS_SUFFIX) and (stem := mask.stem.removesuffix(MASKS_SUFFIX)) in images
     ]
 
 

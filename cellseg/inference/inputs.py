@@ -27,6 +27,7 @@ import numpy as np
 import tifffile
 
 from cellseg.data.io import is_image_file, read_image
+from cellseg.data.layouts import MASKS_SUFFIX
 from cellseg.errors import CellsegError
 
 FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
@@ -38,18 +39,30 @@ class BadFrame(Exception):
     """One frame of a stack that cannot be segmented (blank, constant, NaN, unreadable)."""
 
 
+def is_annotation(path: Path) -> bool:
+    """``NAME_masks.tif``: the labels of ``NAME.tif`` (Cellpose's naming, the napari plugin's
+    corrections), not an image to segment."""
+    return path.stem.endswith(MASKS_SUFFIX)
+
+
 def find_inputs(spec: str) -> list[Path]:
-    """Image files named by ``spec``: one file, every image in a folder, or a glob."""
+    """Image files named by ``spec``: one file, every image in a folder (masks beside their
+    images left out), or a glob."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        found = [p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith(".")]
+        found = [
+            p
+            for p in path.iterdir()
+            if p.is_file() and is_image_file(p) and not p.name.startswith(".") and not is_annotation(p)
+        ]
         if not found:
             raise CellsegError(f"{path}: no supported images (.tif, .tiff, .png, .npy) in this folder")
         return sorted(found, key=natural_key)
     if path.is_file():
         return [path]
     if glob.has_magic(spec):
-        found = sorted((Path(p) for p in glob.glob(str(path)) if is_image_file(Path(p))), key=natural_key)
+        matches = (Path(p) for p in glob.glob(str(path)))
+        found = sorted((p for p in matches if is_image_file(p) and not is_annotation(p)), key=natural_key)
         if found:
             return found
         raise CellsegError(f"{spec}: no supported images match this pattern")

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,15 +255,19 @@ class PredictionRun:
         self.evaluator.add(path.stem, normalized, truth, prob, labels)
 
     def remeasure(self, source: Source, labels_path: Path) -> pd.DataFrame:
-        """Rows of an already finished source, measured again from its labels and raw frames."""
-        with tifffile.TiffFile(labels_path) as tif:
-            pages = tif.series[0].pages
+        """Rows of an already finished source, measured again from its labels, raw frames and
+        (where it was saved) probabilities."""
+        prob_path = self.out_dir / f"{source.name}_prob.tif"
+        with ExitStack() as stack:
+            pages = stack.enter_context(tifffile.TiffFile(labels_path)).series[0].pages
+            probs = stack.enter_context(tifffile.TiffFile(prob_path)).series[0].pages if prob_path.exists() else None
             rows = []
             for index, raw in source.frames():
                 if isinstance(raw, BadFrame):
                     continue
                 labels = np.squeeze(pages[index].asarray()).astype(np.int64)
-                rows.append(table_rows(labels, raw, source, index, self.tracked(source)))
+                prob = np.squeeze(probs[index].asarray()).astype(np.float32) if probs is not None else None
+                rows.append(table_rows(labels, raw, source, index, self.tracked(source), prob))
         log.info("%s: labels exist (skip_existing=true): measured again, not segmented", labels_path)
         return pd.concat(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
 
@@ -285,9 +290,16 @@ def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None, min_s
         )
 
 
-def table_rows(labels: np.ndarray, raw: np.ndarray, source: Source, index: int, tracked: bool) -> pd.DataFrame:
+def cell_probability(prob: np.ndarray) -> np.ndarray:
+    """The probability that a pixel belongs to a cell (interior or edge): ``<stem>_prob.tif``."""
+    return np.clip(prob[0] + prob[1], 0, 1)
+
+
+def table_rows(
+    labels: np.ndarray, raw: np.ndarray, source: Source, index: int, tracked: bool, prob: np.ndarray | None
+) -> pd.DataFrame:
     """Measurements of one frame, with ``track_id`` (the label) for tracked movies."""
-    rows = measure(labels, raw, source.name, index)
+    rows = measure(labels, raw, source.name, index, prob)
     rows.insert(3, "track_id", rows["label"] if tracked else pd.array([pd.NA] * len(rows), dtype="Int64"))
     return rows
 
@@ -326,6 +338,7 @@ class SourceWriter:
             labels = self.tracker.update(labels, raw)
         if self.labels is None:
             self._open(labels)
+        cell = cell_probability(prob)
         if labels.size and int(labels.max()) > np.iinfo(self.labels.dtype).max:
             raise CellsegError(
                 f"{self.source.label} frame {index}: label {int(labels.max())} does not fit {self.labels.dtype}; "
@@ -333,7 +346,7 @@ class SourceWriter:
             )
         self.labels.add(labels)
         if self.prob is not None:
-            self.prob.add(np.clip(prob[0] + prob[1], 0, 1))
+            self.prob.add(cell)
         if index in self.overlays:
             final = self.run.overlay_path(self.source, index)
             tmp = temp_name(final)
@@ -343,7 +356,7 @@ class SourceWriter:
             self.tracks.add_frame(index, labels, self.tracker.tracks())
         if self.rois is not None:  # names = labels (track ids); in order, on the one writer thread
             self.run.files.submit(self.rois.add_frame, labels, index if self.source.n_frames > 1 else None)
-        self.rows.append(table_rows(labels, raw, self.source, index, self.tracker is not None))
+        self.rows.append(table_rows(labels, raw, self.source, index, self.tracker is not None, cell))
         self.run.stats.cells += int(len(self.rows[-1]))
 
     def add_bad(self, index: int) -> None:
