@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 import cellseg
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_TOOLS = {"pytest", "ruff"}  # the `dev` extra; every other line of requirements.txt is a runtime dependency
+DEV_TOOLS = {"pytest", "ruff", "pytest-qt"}  # the `dev` extra; the other lines of requirements.txt are runtime
 
 
 def checkout_files() -> list[str]:
@@ -109,3 +109,11 @@ def test_installed_wheel_is_importable_outside_the_checkout(wheel, tmp_path):
     found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()).is_relative_to(site)
+
+
+def test_napari_manifest_is_in_the_wheel_and_its_entry_point(wheel):
+    names = set(wheel.namelist())
+    assert "cellseg/napari/napari.yaml" in names
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    lines = wheel.read(entry_points).decode().splitlines()
+    assert lines[lines.index("[napari.manifest]") + 1] == "cellseg = cellseg.napari:napari.yaml"

@@ -1,0 +1,114 @@
+"""Save labels: napari's writer for any labels layer, and :func:`save_corrections`, which puts
+corrected labels beside the image they belong to as training masks.
+
+``<image stem>_masks.tif`` (Cellpose's name) next to the image: a single image gets one
+2-D mask; a stack file one mask stack (one page per frame); a movie folder of frames
+(``t000.tif`` ...) one mask per frame beside that frame, by default only for the frames
+that differ from the prediction. Labels are uint16, or uint32 where a label needs it.
+Every file is written under a temporary name and moved into place; an existing mask is
+never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from cellseg.errors import CellsegError
+from cellseg.outputs.atomic import temp_name
+
+
+class MasksExist(CellsegError, FileExistsError):
+    """A mask file is already there and ``overwrite`` was not given."""
+
+
+def mask_dtype(labels: np.ndarray) -> np.dtype:
+    """uint16 when every label fits, else uint32; negative or larger labels are refused."""
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= 2**32):
+        raise CellsegError(f"labels range {int(labels.min())}..{int(labels.max())} does not fit uint32 masks")
+    return np.dtype(np.uint32 if labels.size and int(labels.max()) >= 2**16 else np.uint16)
+
+
+def write_mask(path: Path, labels: np.ndarray, overwrite: bool = False) -> Path:
+    """Write ``labels`` to ``path`` through a temporary name; refuse to replace a file unless ``overwrite``."""
+    labels = np.asarray(labels)
+    tmp = temp_name(path)
+    try:
+        tifffile.imwrite(tmp, labels.astype(mask_dtype(labels)), photometric="minisblack", compression="zlib")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if overwrite:
+        os.replace(tmp, path)
+        return path
+    try:
+        os.link(tmp, path)  # fails if path exists, atomically
+    except FileExistsError:
+        tmp.unlink()
+        raise MasksExist(f"{path}: exists already; pass overwrite=True to replace it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            tmp.unlink()
+            raise MasksExist(f"{path}: exists already; pass overwrite=True to replace it") from None
+        os.replace(tmp, path)
+        return path
+    tmp.unlink()
+    return path
+
+
+def write_labels(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 writer hook for one labels layer: a uint16/uint32 TIFF at ``path`` (napari asks before replacing)."""
+    write_mask(Path(path), np.asarray(data), overwrite=True)
+    return [path]
+
+
+def mask_path(image: Path) -> Path:
+    """Where the training mask of ``image`` goes: ``<stem>_masks.tif`` beside it."""
+    return image.with_name(f"{image.stem}_masks.tif")
+
+
+def changed_frames(labels: np.ndarray, predicted: Path) -> list[int]:
+    """Frames of a (T, Y, X) ``labels`` that differ from the predicted labels file."""
+    with tifffile.TiffFile(predicted) as tif:
+        pages = tif.series[0].pages
+        return [t for t in range(len(labels)) if not np.array_equal(np.squeeze(pages[t].asarray()), labels[t])]
+
+
+def planned_masks(meta: dict, labels: np.ndarray, frames: Sequence[int] | None) -> dict[Path, np.ndarray]:
+    """The mask files a layer's corrections go to, with their contents."""
+    images = [Path(p) for p in meta.get("image_paths", [])]
+    if not images:
+        raise CellsegError(
+            f"{meta.get('name')}: the image behind these labels was not found when the folder was opened, "
+            "so there is nowhere to put its masks; save the layer with File > Save Selected Layers"
+        )
+    if len(images) == 1:
+        return {mask_path(images[0]): labels}
+    if labels.ndim != 3 or len(labels) != len(images):
+        raise CellsegError(f"{meta.get('name')}: labels of shape {labels.shape} for a movie of {len(images)} frames")
+    chosen = list(frames) if frames is not None else changed_frames(labels, Path(meta["labels_path"]))
+    if not chosen:
+        raise CellsegError(f"{meta.get('name')}: no frame differs from the prediction; pass frames=[...] to save some")
+    return {mask_path(images[t]): labels[t] for t in chosen}
+
+
+def save_corrections(layer: Any, overwrite: bool = False, frames: Sequence[int] | None = None) -> list[Path]:
+    """Save a labels layer opened by the cellseg reader as ``<stem>_masks.tif`` beside its image(s).
+
+    ``frames``: for a movie folder, the frames to save (default: those changed from the
+    prediction). Nothing is written when one of the files exists and ``overwrite`` is False.
+    """
+    meta = getattr(layer, "metadata", {}).get("cellseg")
+    if meta is None:
+        raise CellsegError(f"{getattr(layer, 'name', layer)}: not a labels layer opened from a cellseg output folder")
+    planned = planned_masks(meta, np.asarray(layer.data), frames)
+    existing = [p for p in planned if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise MasksExist(f"{existing[0]}{more}: exists already; pass overwrite=True to replace it")
+    return [write_mask(path, labels, overwrite) for path, labels in planned.items()]
