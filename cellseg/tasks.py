@@ -13,11 +13,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cellseg import demo
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
+from cellseg.inference.predictor import check_saved_options
 from cellseg.models.module import CellSegModule
 from cellseg.models.registry import NETS, checked_spec
 from cellseg.outputs.atomic import write_json
+from cellseg.outputs.report import write_training_report
 from cellseg.sequence_test import ground_truth_of, score_sequence
 from cellseg.utils.callbacks import AtomicCheckpointIO, ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
@@ -81,6 +84,30 @@ def _check_launch(cfg: DictConfig) -> None:
             )
 
 
+def adopt_init_from(cfg: DictConfig) -> dict | None:
+    """``init_from=CKPT``: fine-tune a trained model. Its network (architecture and weights),
+    normalization percentiles and edge width replace the configured ones, so the corrected
+    frames are seen as the model saw its own; optimizer, schedule, threshold and post-processing
+    start afresh. Returns the network's weights (None without ``init_from``)."""
+    if not cfg.get("init_from"):
+        return None
+    if cfg.init_from == "required":
+        raise CellsegError(f"init_from=CKPT is required by task {cfg.task_name}: the trained checkpoint to start from")
+    if cfg.ckpt_path:
+        raise CellsegError("init_from= and ckpt_path= both given; init_from starts a new run, ckpt_path resumes one")
+    path = Path(str(cfg.init_from)).expanduser()
+    checkpoint = load_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    check_saved_options(hparams, path)
+    checked_spec(hparams["net"], NETS, "model", str(path))
+    with open_dict(cfg):
+        cfg.model = OmegaConf.create({**hparams["net"], "encoder_weights": None})
+        cfg.data.norm = OmegaConf.create(hparams["data"]["norm"])
+        cfg.data.edge_width = hparams["data"]["edge_width"]
+    log.info("Fine-tuning %s: %s, norm %s", path, hparams["net"]["_target_"], dict(cfg.data.norm))
+    return {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+
+
 def _name_sweep_job(cfg: DictConfig) -> None:
     """In a multirun, group W&B runs by sweep and tag each with its overrides."""
     hydra_cfg = HydraConfig.get()
@@ -115,6 +142,8 @@ def _write_result(cfg: DictConfig, history: ValidationHistory | None, test: dict
 def train(cfg: DictConfig) -> float | None:
     """Train, checkpoint and validate; return the best value of ``cfg.monitor.metric``."""
     _check_launch(cfg)
+    init_weights = adopt_init_from(cfg)
+    show_demo = demo.wanted(cfg)
     _name_sweep_job(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed)
@@ -123,6 +152,13 @@ def train(cfg: DictConfig) -> float | None:
     if datamodule.test_sequence:
         ground_truth_of(Path(datamodule.test_sequence).expanduser())  # a wrong path fails now, not after training
     module = build_module(cfg, datamodule.smallest_cell)
+    if init_weights is not None:
+        try:
+            module.net.load_state_dict(init_weights)
+        except RuntimeError as err:
+            raise CellsegError(
+                f"{cfg.init_from}: weights do not fit {cfg.model._target_} ({str(err).splitlines()[0][:150]})"
+            ) from err
     log.info("Post-processing: %s", module.hparams.postprocess)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
@@ -153,6 +189,9 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         print(f"Best {cfg.monitor.metric} = {best:.4f} after {trainer.global_step} steps; {where}")
         print_test_summary(test)
+        write_training_report(cfg, datamodule)  # the last line: "Report: <path>"
+        if best_cb is not None and best_cb.best_model_path and show_demo:
+            demo.run_demo(Path(best_cb.best_model_path), Path(cfg.paths.output_dir), cfg.seed)
     return best
 
 

@@ -155,7 +155,7 @@ def test_validation_shards_count_every_frame_once(synthetic_root):
 
 def test_data_in_channels_other_than_one_is_refused(synthetic_root):
     with pytest.raises(CellsegError, match="data.in_channels=3"):
-        CellDataModule(str(synthetic_root), in_channels=3)
+        CellDataModule(str(synthetic_root), in_channels=3).setup()
 
 
 def test_crop_batch_shapes(synthetic_root):

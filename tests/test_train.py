@@ -92,7 +92,7 @@ def test_short_run_leaves_both_checkpoints_loadable(synthetic_overrides, tmp_pat
         checkpoint = load(tmp_path / "checkpoints" / name)  # weights_only=True
         assert checkpoint["global_step"] == 2
         hparams = checkpoint["hyper_parameters"]
-        assert hparams["net"]["_target_"].endswith("GoogLeNetFCN")
+        assert hparams["net"]["_target_"].endswith("GoogLeNetSkip")  # the default model
         assert hparams["data"]["norm"] == {"low": 1.0, "high": 99.8}
         assert 0 < float(checkpoint["state_dict"]["threshold"]) < 1
     assert (tmp_path / "csv" / "hparams.yaml").is_file()

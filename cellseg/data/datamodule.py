@@ -213,14 +213,9 @@ class CellDataModule(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        if in_channels != 1:
-            raise CellsegError(
-                f"data.in_channels={in_channels}: cellseg trains on single-channel frames; "
-                "remove the option and save one channel per image"
-            )
-        if not root:
-            raise CellsegError("data.root is not set: give data.root=PATH, the folder of annotated frames")
-        self.root = Path(root).expanduser()
+        # checked in prepare_data/setup: Hydra's instantiate would wrap an error raised here
+        self.in_channels = in_channels
+        self.root = Path(root).expanduser() if root else None
         self.layout = layout
         self.val_frames = list(val_frames) if val_frames else None
         self.use_frames = set(use_frames) if use_frames else None
@@ -244,8 +239,18 @@ class CellDataModule(L.LightningDataModule):
         self.test_frames_data: list[Frame] = []
         self.smallest_cell: int | None = None  # px, of training cells not cut by the border
 
+    def _check_options(self) -> None:
+        if self.in_channels != 1:
+            raise CellsegError(
+                f"data.in_channels={self.in_channels}: cellseg trains on single-channel frames; "
+                "remove the option and save one channel per image"
+            )
+        if self.root is None:
+            raise CellsegError("data.root is not set: give data.root=PATH, the folder of annotated frames")
+
     def prepare_data(self) -> None:
         """Generate the synthetic data set on first use (rank 0 only)."""
+        self._check_options()
         if self.synthetic is not None and not (self.root / "images").is_dir():
             log.info("Generating the synthetic data set in %s", self.root)
             generate(self.root, **self.synthetic)
@@ -254,6 +259,7 @@ class CellDataModule(L.LightningDataModule):
         """Read, check and normalize all frames once; derive their targets."""
         if self.train_frames is not None:
             return
+        self._check_options()
         if self.crop_size % 32:
             raise CellsegError(f"data.crop_size={self.crop_size} must be a multiple of 32")
         annotated = find_frames(self.root, self.layout)

@@ -11,8 +11,10 @@ with no cells, and no labels). Ground-truth labels equal track ids, and tracks c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import tifffile
 from scipy import ndimage as ndi
 
 from cellseg.data.synthetic import _ellipse
@@ -139,3 +141,19 @@ def _tracks(labels: np.ndarray, cells: list[_Nucleus]) -> list[tuple[int, int, i
         if frames:
             rows.append((cell.track_id, frames[0], frames[-1], cell.parent_id))
     return rows
+
+
+def write_ctc_sequence(root: Path, frames: np.ndarray, labels: np.ndarray, tracks: list, name: str = "01") -> Path:
+    """Write a movie in the Cell Tracking Challenge layout: ``root/01/tNNN.tif`` and its ground
+    truth ``root/01_GT`` (``TRA/man_trackNNN.tif`` + ``man_track.txt``, ``SEG/man_segNNN.tif``).
+    Returns the sequence folder."""
+    digits = max(3, len(str(len(frames) - 1)))
+    sequence, gt = root / name, root / f"{name}_GT"
+    for folder in (sequence, gt / "TRA", gt / "SEG"):
+        folder.mkdir(parents=True, exist_ok=True)
+    for t, (frame, label) in enumerate(zip(frames, labels)):
+        tifffile.imwrite(sequence / f"t{t:0{digits}d}.tif", frame)
+        tifffile.imwrite(gt / "TRA" / f"man_track{t:0{digits}d}.tif", label.astype(np.uint16))
+        tifffile.imwrite(gt / "SEG" / f"man_seg{t:0{digits}d}.tif", label.astype(np.uint16))
+    (gt / "TRA" / "man_track.txt").write_text("".join(" ".join(map(str, row)) + "\n" for row in tracks))
+    return sequence

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from cellseg import __version__
 from cellseg.errors import CellsegError
 from cellseg.evaluate import Evaluator
 from cellseg.inference.inputs import Source, plan_sources
@@ -16,6 +17,7 @@ from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import OutputOptions, PredictionRun, RunStats
 from cellseg.models.registry import checked_spec
 from cellseg.outputs.atomic import write_json
+from cellseg.outputs.report import write_prediction_report
 from cellseg.tracking.tracker import NoTracker, OverlapTracker
 
 log = logging.getLogger(__name__)
@@ -111,12 +113,47 @@ def predict(cfg: DictConfig) -> RunStats:
     )
     run = PredictionRun(predictor, out_dir, options, evaluator, make_tracker, ctc_gt)
     stats = run.run(sources)
+    write_run_record(cfg, out_dir, sources, stats, predictor)
     print_summary(stats, out_dir)
     if stats.tracking_metrics:
         write_json(out_dir / "metrics.json", {"gt": str(ctc_gt), "movies": stats.tracking_metrics})
+    write_prediction_report(out_dir, cfg, stats, sources, predictor)  # the last line: "Report: <path>"
     if stats.failed:
         raise CellsegError(f"{len(stats.failed)} of {len(sources)} inputs failed (reported above); the others are done")
     return stats
+
+
+def _settled(value):
+    """A config value as plain data: resolved where it can be (``${hydra:...}`` needs a Hydra run)."""
+    if not OmegaConf.is_config(value):
+        return value
+    try:
+        return OmegaConf.to_container(value, resolve=True)
+    except Exception:  # an interpolation that only a Hydra run can resolve
+        return OmegaConf.to_container(value, resolve=False)
+
+
+def write_run_record(cfg: DictConfig, out_dir: Path, sources: list[Source], stats: RunStats, predictor) -> None:
+    """``run.json``: what was segmented from which files with which settings, so the report
+    and the napari reader find the images behind the outputs."""
+    write_json(
+        out_dir / "run.json",
+        {
+            "cellseg_version": __version__,
+            "ckpt": str(expand_path(cfg.ckpt)),
+            "input": str(cfg.input),
+            "output": str(out_dir),
+            "threshold": predictor.threshold,
+            "postprocess": predictor.postprocess,
+            "sources": [
+                {"name": s.name, "paths": [str(p) for p in s.paths], "frames": s.n_frames}
+                for s in sources
+                if s.label not in stats.failed
+            ],
+            "failed": stats.failed,
+            "settings": {k: _settled(v) for k, v in cfg.items() if k != "hydra"},
+        },
+    )
 
 
 def print_summary(stats: RunStats, out_dir: Path) -> None:
