@@ -182,7 +182,7 @@ def test_resume_with_another_model_is_refused(synthetic_overrides, tmp_path):
     train_run(synthetic_overrides, tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     with pytest.raises(CellsegError, match="model= option"):
-        train_run([*synthetic_overrides, "model=googlenet_skip", f"ckpt_path={last}"], tmp_path / "second")
+        train_run([*synthetic_overrides, "model=googlenet_fcn", f"ckpt_path={last}"], tmp_path / "second")
 
 
 def test_corrupt_resume_checkpoint_is_refused(synthetic_overrides, tmp_path):
