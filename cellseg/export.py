@@ -195,16 +195,13 @@ def portable(net: Any) -> Any:
 
 def load_model(ckpt: Path) -> tuple[dict, Any]:
     """The checkpoint (checked as the Predictor checks it) and its network with the sigmoid (fp32, CPU)."""
-    import torch
 
     from cellseg.checkpoint import load_checkpoint
-    from cellseg.inference.predictor import check_saved_options, load_net
+    from cellseg.inference.predictor import check_saved_options, load_net, saved_threshold
 
     checkpoint = load_checkpoint(ckpt)
     check_saved_options(checkpoint["hyper_parameters"], ckpt)
-    threshold = checkpoint["state_dict"].get("threshold")
-    if not isinstance(threshold, torch.Tensor) or threshold.numel() != 1:
-        raise CellsegError(f"{ckpt}: no probability threshold stored; use a .ckpt written by train.py")
+    saved_threshold(checkpoint, ckpt)
     net = load_net(checkpoint, ckpt)
     out_channels = getattr(getattr(net, "head", None), "out_channels", len(CHANNELS))
     if out_channels != len(CHANNELS):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cellseg import demo
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
-from cellseg.inference.predictor import check_saved_options
+from cellseg.inference.predictor import check_saved_options, load_net
 from cellseg.models.module import CellSegModule
 from cellseg.models.registry import NETS, checked_spec
 from cellseg.outputs.atomic import write_json
@@ -99,13 +99,13 @@ def adopt_init_from(cfg: DictConfig) -> dict | None:
     checkpoint = load_checkpoint(path)
     hparams = checkpoint["hyper_parameters"]
     check_saved_options(hparams, path)
-    checked_spec(hparams["net"], NETS, "model", str(path))
+    weights = load_net(checkpoint, path).state_dict()  # the net the config will build: its spec and weights fit
     with open_dict(cfg):
         cfg.model = OmegaConf.create({**hparams["net"], "encoder_weights": None})
         cfg.data.norm = OmegaConf.create(hparams["data"]["norm"])
         cfg.data.edge_width = hparams["data"]["edge_width"]
     log.info("Fine-tuning %s: %s, norm %s", path, hparams["net"]["_target_"], dict(cfg.data.norm))
-    return {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    return weights
 
 
 def _name_sweep_job(cfg: DictConfig) -> None:
@@ -153,12 +153,7 @@ def train(cfg: DictConfig) -> float | None:
         ground_truth_of(Path(datamodule.test_sequence).expanduser())  # a wrong path fails now, not after training
     module = build_module(cfg, datamodule.smallest_cell)
     if init_weights is not None:
-        try:
-            module.net.load_state_dict(init_weights)
-        except RuntimeError as err:
-            raise CellsegError(
-                f"{cfg.init_from}: weights do not fit {cfg.model._target_} ({str(err).splitlines()[0][:150]})"
-            ) from err
+        module.net.load_state_dict(init_weights)
     log.info("Post-processing: %s", module.hparams.postprocess)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))

@@ -18,6 +18,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from cellseg.data.synthetic import _ellipse
+from cellseg.tracking.ctc import frame_digits
 
 GAP = 6.0  # px kept free between any two nuclei in every frame
 
@@ -147,7 +148,7 @@ def write_ctc_sequence(root: Path, frames: np.ndarray, labels: np.ndarray, track
     """Write a movie in the Cell Tracking Challenge layout: ``root/01/tNNN.tif`` and its ground
     truth ``root/01_GT`` (``TRA/man_trackNNN.tif`` + ``man_track.txt``, ``SEG/man_segNNN.tif``).
     Returns the sequence folder."""
-    digits = max(3, len(str(len(frames) - 1)))
+    digits = frame_digits(len(frames))
     sequence, gt = root / name, root / f"{name}_GT"
     for folder in (sequence, gt / "TRA", gt / "SEG"):
         folder.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,14 @@ def load_net(checkpoint: dict, ckpt: str | Path) -> torch.nn.Module:
     return net.eval()
 
 
+def saved_threshold(checkpoint: dict, ckpt: str | Path) -> float:
+    """The probability threshold validation chose, stored in the checkpoint."""
+    threshold = checkpoint["state_dict"].get("threshold")
+    if not isinstance(threshold, torch.Tensor) or threshold.numel() != 1:
+        raise CellsegError(f"{ckpt}: no probability threshold stored; use a .ckpt written by train.py")
+    return float(threshold)
+
+
 POSTPROCESS_OPTIONS = {"method": str, "min_size": int, "expand": int, "h": (int, float), "seed_threshold": (int, float)}
 
 
@@ -115,10 +123,7 @@ class Predictor:
         self.net = net.to(self.device, memory_format=torch.channels_last)
         saved_norm = hparams["data"]["norm"]
         self.norm = {k: v if v is not None else saved_norm[k] for k, v in {**saved_norm, **(norm or {})}.items()}
-        saved_threshold = checkpoint["state_dict"].get("threshold")
-        if not isinstance(saved_threshold, torch.Tensor) or saved_threshold.numel() != 1:
-            raise CellsegError(f"{ckpt}: no probability threshold stored; use a .ckpt written by train.py")
-        self.threshold = float(threshold if threshold is not None else saved_threshold)
+        self.threshold = float(threshold if threshold is not None else saved_threshold(checkpoint, ckpt))
         overrides = {k: v for k, v in (postprocess or {}).items() if v is not None}
         self.postprocess = {**hparams["postprocess"], **overrides}
         self.tile, self.overlap, self.batch_size, self.tta = tile, overlap, batch_size, tta
