@@ -102,6 +102,7 @@ def test_optuna_search_returns_the_monitored_metric(synthetic_overrides, tmp_pat
         "+hparams_search=mes_optuna",
         *synthetic_overrides,
         "trainer.max_time=null",
+        "data.test_sequence=null",  # the experiment's GOWT1 test movie costs minutes per trial
         "hydra.sweeper.n_trials=2",
         "postprocess.min_size=15",
         f"hydra.sweep.dir={tmp_path}",
