@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from torch import nn
 
@@ -226,3 +227,16 @@ def test_peak_memory_is_the_prediction_process_own(tmp_path):
     assert ballast.sum() > 0
     assert 0.1 < peak < 3.0
     assert (tmp_path / "big_out" / "big_labels.tif").is_file()
+
+
+def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
+    from cellseg.bench.movie import movie_peak_gb
+    from cellseg.data.synthetic_movie import generate_movie
+
+    ckpt = bench.untrained_checkpoint(bench.MODELS["googlenet_fcn"], tmp_path)
+    frames, _, _ = generate_movie(n_frames=2, shape=(128, 128), n_cells=2, seed=0)
+    peaks = movie_peak_gb(ckpt, frames, (2, 5), tmp_path / "long", "cpu")
+    assert sorted(peaks) == [2, 5] and all(0.05 < gb < 3.0 for gb in peaks.values())
+    labels = tifffile.imread(tmp_path / "long" / "out_5" / "movie_5_labels.tif")
+    assert labels.shape == (5, 128, 128)  # the whole movie went through predict.py
+    assert not list((tmp_path / "long").glob("movie_*.tif"))  # the inputs are removed after use

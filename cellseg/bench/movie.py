@@ -78,6 +78,7 @@ def movie_peak_gb(ckpt: Path, frames: np.ndarray, counts: tuple[int, ...], folde
     """Peak resident memory (GB) of ``predict.py`` with default options on movies of each
     length in ``counts``, each in a fresh process."""
     peaks = {}
+    folder.mkdir(parents=True, exist_ok=True)
     for count in counts:
         movie = folder / f"movie_{count}.tif"
         write_long_movie(movie, frames, count)
