@@ -265,3 +265,23 @@ def test_instance_threshold_is_the_candidate_with_the_best_seg_and_ap50(syntheti
 def test_unknown_threshold_method_is_refused(synthetic_overrides, tmp_path):
     with pytest.raises(CellsegError, match="threshold_method='pixel'"):
         train_run([*synthetic_overrides, "threshold_method=pixel"], tmp_path)
+
+
+def test_ema_checkpoint_holds_the_averaged_weights_that_validation_scored(synthetic_root, tmp_path):
+    overrides = [
+        f"data.root={synthetic_root}",
+        "data.val_frames=[syn_003]",
+        "data.test_frames=null",
+        *SHORT_RUN,
+        "trainer.max_steps=3",
+        "optimizer.lr=0.01",
+        "callbacks=ema",
+        "callbacks.weight_averaging.decay=0.5",
+        "callbacks.weight_averaging.update_starting_at_step=0",
+    ]
+    check_against_recomputation(tmp_path, overrides, train_run(overrides, tmp_path))
+    checkpoint = load(tmp_path / "checkpoints" / "best.ckpt")
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    moved = [k for k in averaged if averaged[k].is_floating_point() and not torch.equal(averaged[k], raw[k])]
+    assert len(moved) > len(averaged) // 2  # the averaged weights lag the raw ones
