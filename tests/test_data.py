@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.targets import edge_band, make_targets
-from cellseg.data.transforms import build_augment, window
+from cellseg.data.transforms import build_augment, dim_like_bleaching, window
 from cellseg.errors import CellsegError
 
 from .conftest import shared
@@ -119,6 +120,30 @@ def test_flips_are_drawn_independently():
     outcomes = [augment(image=image)["image"] for _ in range(40)]
     assert any(np.array_equal(out, image[:, ::-1]) for out in outcomes)  # horizontal flip alone
     assert any(np.array_equal(out, image[::-1]) for out in outcomes)  # vertical flip alone
+
+
+def test_dimming_lowers_nuclei_unevenly_and_adds_noise_but_keeps_background():
+    image = np.zeros((128, 128), np.float32)
+    image[:, 64:] = 1.0  # a bright half: "nuclei"
+    rng = np.random.default_rng(4)
+    dimmed = [dim_like_bleaching(image, rng, min_gain=0.3, max_noise=0.1) for _ in range(20)]
+    bright = np.stack([d[:, 64:] for d in dimmed])
+    assert bright.mean() < 0.9 and np.percentile(bright, 1) > 0.0  # dimmer, never gone
+    assert max(np.ptp(cv2.blur(d[:, 64:], (15, 15))) for d in dimmed) > 0.1  # unevenly
+    assert abs(np.stack([d[:, :64] for d in dimmed]).mean()) < 0.01  # background stays at 0
+    assert max(d[:, :64].std() for d in dimmed) > 0.02  # with noise
+
+
+def test_dim_share_of_training_crops_follows_the_option(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64)
+    datamodule.setup("fit")
+    plain = CropDataset(datamodule.train_frames, 64, 8, {"dim": 0.0}, seed=1)
+    for share, expected in ((0.0, 0), (0.5, range(1, 8)), (1.0, 8)):
+        dimmed = CropDataset(datamodule.train_frames, 64, 8, {"dim": share}, seed=1)
+        changed = sum(not torch.equal(dimmed[k]["image"], plain[k]["image"]) for k in range(8))
+        assert changed in expected if isinstance(expected, range) else changed == expected
+    with pytest.raises(CellsegError, match=r"data.augment.dim=1.5"):
+        CellDataModule(str(synthetic_root), augment={"dim": 1.5}).prepare_data()
 
 
 def crops(dataset, sampler, num_workers=0):

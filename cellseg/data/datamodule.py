@@ -19,7 +19,7 @@ from cellseg.data.layouts import find_frames
 from cellseg.data.normalize import percentile_normalize
 from cellseg.data.synthetic import generate
 from cellseg.data.targets import make_targets
-from cellseg.data.transforms import build_augment, seed_augment, window, window_size
+from cellseg.data.transforms import build_augment, dim_like_bleaching, seed_augment, window, window_size
 from cellseg.errors import CellsegError
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class CropDataset(Dataset):
         self.wrap = bool(augment.get("roll", True))
         self.seam = int(augment.get("seam", 4))
         self.rotate = bool(augment.get("rotate", True))
+        self.dim = float(augment.get("dim", 0.0))
         self.transform = build_augment(
             crop_size,
             flip=augment.get("flip", True),
@@ -106,8 +107,11 @@ class CropDataset(Dataset):
         (image, interior, edge, border), valid = window(maps, size, rng, self.wrap, self.seam)
         out = self.transform(image=image, masks=[interior, edge, border, valid])
         interior, edge, border, valid = out["masks"]
+        image = out["image"]
+        if self.dim > 0 and rng.random() < self.dim:
+            image = dim_like_bleaching(image, rng)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(out["image"]))[None],
+            "image": torch.from_numpy(np.ascontiguousarray(image))[None],
             "target": torch.from_numpy(np.stack([interior, edge]).astype(np.float32)),
             "border": torch.from_numpy(np.ascontiguousarray(border)),
             "valid": torch.from_numpy(np.ascontiguousarray(valid)),
@@ -247,6 +251,9 @@ class CellDataModule(L.LightningDataModule):
             )
         if self.root is None:
             raise CellsegError("data.root is not set: give data.root=PATH, the folder of annotated frames")
+        dim = self.augment.get("dim", 0.0)
+        if not isinstance(dim, (int, float)) or not 0 <= dim <= 1:
+            raise CellsegError(f"data.augment.dim={dim!r}: the share of crops dimmed like a bleached frame, 0 to 1")
 
     def prepare_data(self) -> None:
         """Generate the synthetic data set on first use (rank 0 only)."""

@@ -88,6 +88,19 @@ def build_augment(
     return augment
 
 
+def dim_like_bleaching(
+    image: np.ndarray, rng: np.random.Generator, min_gain: float = 0.3, max_noise: float = 0.1
+) -> np.ndarray:
+    """A normalized crop as a later, bleached frame of the movie would show it: every
+    part of it dimmed by a smooth random gain (down to ``min_gain``, so neighbouring nuclei
+    dim unequally, with the background level kept), plus camera noise of a random standard
+    deviation up to ``max_noise`` (in units of the normalized range)."""
+    coarse = rng.uniform(min_gain, 1.0, size=(4, 4)).astype(np.float32)
+    gain = cv2.resize(coarse, image.shape[::-1], interpolation=cv2.INTER_CUBIC)
+    noise = rng.normal(0.0, rng.uniform(0.0, max_noise), size=image.shape).astype(np.float32)
+    return image * np.clip(gain, min_gain, 1.0) + noise
+
+
 def seed_augment(augment: A.Compose, rng: np.random.Generator) -> None:
     """Give every transform of ``augment`` its own random stream, drawn from ``rng``.
 
