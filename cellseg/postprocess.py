@@ -104,10 +104,21 @@ def grow_into(seeds: np.ndarray, region: np.ndarray, distance: int) -> np.ndarra
     return grown
 
 
-def grow_and_clean(seeds: np.ndarray, fg: np.ndarray, expand: int, min_size: int) -> np.ndarray:
-    """Grow seeds by ``expand`` px inside ``fg``, drop objects under ``min_size``, relabel 1..N."""
+def grow_and_clean(
+    seeds: np.ndarray,
+    fg: np.ndarray,
+    expand: int,
+    min_size: int,
+    cell_prob: np.ndarray | None = None,
+    min_prob: float = 0.0,
+) -> np.ndarray:
+    """Grow seeds by ``expand`` px inside ``fg``, drop objects under ``min_size`` px and those
+    whose mean ``cell_prob`` is under ``min_prob``, relabel 1..N."""
     labels = grow_into(seeds, fg, expand)
-    keep = np.bincount(labels.ravel()) >= max(min_size, 1)
+    area = np.bincount(labels.ravel())
+    keep = area >= max(min_size, 1)
+    if cell_prob is not None and min_prob > 0:
+        keep &= np.bincount(labels.ravel(), weights=cell_prob.ravel(), minlength=area.size) >= min_prob * area
     keep[0] = False
     count = int(keep.sum())
     dtype = np.uint16 if count < 2**16 else np.uint32
@@ -123,8 +134,13 @@ def probabilities_to_labels(
     expand: int = 2,
     h: float = 2.0,
     seed_threshold: float = 0.9,
+    min_prob: float = 0.0,
 ) -> np.ndarray:
-    """Instance labels (uint16, uint32 beyond 65535 cells) from (2, H, W) probabilities."""
+    """Instance labels (uint16, uint32 beyond 65535 cells) from (2, H, W) probabilities.
+
+    ``min_prob`` drops objects whose mean cell probability (interior + edge, as
+    ``measurements.csv``'s ``mean_prob``) is below it: pixels that crossed the threshold in a
+    faint patch of background, where the network is unsure everywhere, are not a cell."""
     if method not in METHODS:
         raise ValueError(f"unknown postprocess method {method!r}; use one of {', '.join(METHODS)}")
     fg = foreground(prob, threshold)
@@ -134,4 +150,5 @@ def probabilities_to_labels(
         seeds = hysteresis_split(prob, threshold, seed_threshold)
     else:
         seeds = threshold_components(prob, threshold)
-    return grow_and_clean(seeds, fg, expand, min_size)
+    cell_prob = np.clip(prob[0] + prob[1], 0, 1) if min_prob > 0 else None
+    return grow_and_clean(seeds, fg, expand, min_size, cell_prob, min_prob)

@@ -146,6 +146,8 @@ def predict_cfg(*overrides):
         ("min_size=-1", "min_size=-1"),
         ("min_size=big", "min_size='big'"),
         ("h=0", "h=0"),
+        ("min_prob=1.5", "min_prob=1.5: out of range"),
+        ("postprocess=threshold postprocess.min_prob=-0.1", "postprocess.min_prob=-0.1"),
         ("norm.low=50 norm.high=40", "must be below norm.high"),
         ("norm.high=101", "norm.high=101"),
         ("device=gpu", "use one of auto, cpu, cuda"),

@@ -125,3 +125,17 @@ def test_hysteresis_splits_nuclei_joined_where_the_network_hesitated():
     assert split[20, 12] != split[20, 26]  # each touching nucleus has its own label ...
     assert split[20, 48] > 0 and split[20, 48] not in (split[20, 12], split[20, 26])  # ... the dim one is kept
     assert np.array_equal(split > 0, merged > 0)  # same pixels, only divided differently
+
+
+@pytest.mark.parametrize("method", ["threshold", "watershed", "hysteresis"])
+def test_min_prob_drops_faint_objects_and_keeps_sure_ones(method):
+    yy, xx = np.mgrid[:40, :60]
+    interior = np.zeros((40, 60), np.float32)
+    interior[(yy - 20) ** 2 + (xx - 12) ** 2 <= 36] = 0.95  # a nucleus
+    interior[(yy - 20) ** 2 + (xx - 40) ** 2 <= 36] = 0.4  # faint background, just over the threshold
+    prob = np.stack([interior, np.zeros_like(interior)])
+    both = probabilities_to_labels(prob, 0.3, method, min_size=5, expand=0)
+    sure = probabilities_to_labels(prob, 0.3, method, min_size=5, expand=0, min_prob=0.5)
+    assert both.max() == 2 and both[20, 40] > 0
+    assert sure.max() == 1 and sure[20, 12] == 1 and sure[20, 40] == 0
+    assert np.array_equal(sure > 0, both == both[20, 12])  # the nucleus keeps every pixel

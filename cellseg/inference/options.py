@@ -89,6 +89,7 @@ def check_options(cfg: DictConfig) -> None:
     _number(cfg, "threshold", 0, 1, open_low=True)
     _number(cfg, "min_snr", 0, 1e6)
     _number(cfg, "h", 0, 1000, open_low=True)
+    _number(cfg, "min_prob", 0, 1)
     _number(cfg, "channel", 0, 2**16, integer=True)
     _number(cfg, "norm.low", 0, 100)
     _number(cfg, "norm.high", 0, 100)
@@ -101,6 +102,7 @@ def check_options(cfg: DictConfig) -> None:
     if cfg.get("postprocess") is not None:
         _number(cfg, "postprocess.h", 0, 1000, open_low=True)
         _number(cfg, "postprocess.seed_threshold", 0, 1, open_low=True)
+        _number(cfg, "postprocess.min_prob", 0, 1)
     if cfg.get("tracker") is not None:
         _number(cfg, "tracker.max_distance", 0, 1e6, open_low=True)
         _number(cfg, "tracker.gap_closing", 0, 1000, integer=True)

@@ -45,11 +45,11 @@ def _should_compile(setting: bool | str, min_frames: int, sources: list[Source])
 
 
 def postprocess_overrides(cfg: DictConfig) -> dict:
-    """Post-processing options given at prediction: ``min_size=``/``h=`` first, then the
+    """Post-processing options given at prediction: ``min_size=``/``h=``/``min_prob=`` first, then the
     ``postprocess`` group's (``postprocess=watershed postprocess.h=3``); ``auto`` and null
     keep the checkpoint's value."""
     group = _plain(cfg.postprocess) if cfg.get("postprocess") else {}
-    options = {**group, **{k: cfg[k] for k in ("min_size", "h") if cfg[k] is not None}}
+    options = {**group, **{k: cfg[k] for k in ("min_size", "h", "min_prob") if cfg[k] is not None}}
     return {k: v for k, v in options.items() if v is not None and v != "auto"}
 
 

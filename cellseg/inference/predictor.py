@@ -62,7 +62,14 @@ def saved_threshold(checkpoint: dict, ckpt: str | Path) -> float:
     return float(threshold)
 
 
-POSTPROCESS_OPTIONS = {"method": str, "min_size": int, "expand": int, "h": (int, float), "seed_threshold": (int, float)}
+POSTPROCESS_OPTIONS = {
+    "method": str,
+    "min_size": int,
+    "expand": int,
+    "h": (int, float),
+    "seed_threshold": (int, float),
+    "min_prob": (int, float),
+}
 
 
 def check_saved_options(hparams: dict, ckpt: str | Path) -> None:
