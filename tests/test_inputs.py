@@ -171,9 +171,10 @@ def test_postprocess_options_given_at_prediction_are_used():
     from cellseg.inference.predict_task import postprocess_overrides
 
     cfg = predict_cfg("postprocess=watershed", "postprocess.min_size=300", "postprocess.h=3")
-    assert postprocess_overrides(cfg) == {"method": "watershed", "min_size": 300, "h": 3}
+    assert postprocess_overrides(cfg) == {"method": "watershed", "min_size": 300, "min_prob": 0.5, "h": 3}
     assert postprocess_overrides(predict_cfg("postprocess=watershed", "h=4"))["h"] == 4
     assert "min_size" not in postprocess_overrides(predict_cfg("min_size=auto"))  # the checkpoint's
+    assert postprocess_overrides(predict_cfg("min_prob=0"))["min_prob"] == 0
 
 
 @pytest.mark.parametrize("value", ["my file.tif", "données.tif"])

@@ -87,6 +87,7 @@ def test_bad_test_splits_are_refused(synthetic_root, options, message):
 def test_test_stage_scores_the_best_checkpoint_with_its_own_threshold(synthetic_root, tmp_path, capsys):
     overrides = [f"data.root={synthetic_root}", "data.val_frames=[syn_003]", "data.test_frames=[syn_002]", *FAST]
     overrides = [o for o in overrides if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=6"]
+    overrides.append("hardware.precision=32-true")  # the prediction path below runs in fp32 too
     train_run(overrides, tmp_path)
     result = json.loads((tmp_path / "result.json").read_text())
     test = result["test"]
