@@ -121,31 +121,6 @@ def test_division_ends_mother_and_starts_two_daughters():
     assert len(plain.tracks()) == len(tracker.tracks()) - 1  # one daughter continues the mother's id
 
 
-def disc(center_x: int, radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[:64, :96]
-    return (yy - 32) ** 2 + (xx - center_x) ** 2 <= radius**2
-
-
-@pytest.mark.parametrize("min_daughter_frames, divides", [(1, True), (2, False)])
-def test_a_daughter_gone_the_next_frame_makes_no_division(min_daughter_frames, divides):
-    mother = disc(48, 14).astype(np.int32)
-    halves = np.where(disc(38, 9), 1, 0) + np.where(disc(58, 9), 2, 0)  # about half its area each
-    one_left = disc(38, 9).astype(np.int32)
-    frames = [mother, mother, halves] + [one_left] * 5  # the second piece never comes back
-    tracker = OverlapTracker(gap_closing=2, min_daughter_frames=min_daughter_frames)
-    track(tracker, np.stack(frames))
-    by_id = {t.track_id: t for t in tracker.tracks()}
-    assert len(by_id) == 3 and by_id[1].last_frame == 1  # the mother ends where it broke up
-    assert sorted(t.parent_id for t in by_id.values()) == ([0, 1, 1] if divides else [0, 0, 0])
-
-
-def test_a_division_whose_daughters_live_on_keeps_its_parent():
-    _, labels, gt_tracks = generate_movie(seed=3, divide_at=5)
-    tracker = OverlapTracker(min_daughter_frames=3)
-    track(tracker, scramble(labels, 3))
-    assert sum(t.parent_id != 0 for t in tracker.tracks()) == 2
-
-
 def test_entering_and_leaving_cells_start_and_end_tracks():
     _, labels, gt_tracks = generate_movie(seed=4, n_frames=14, enter_at=3, divide_at=None)
     tracker = OverlapTracker()

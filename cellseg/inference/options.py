@@ -107,7 +107,6 @@ def check_options(cfg: DictConfig) -> None:
         _number(cfg, "tracker.max_distance", 0, 1e6, open_low=True)
         _number(cfg, "tracker.gap_closing", 0, 1000, integer=True)
         _number(cfg, "tracker.division_distance", 0, 1e6, open_low=True)
-        _number(cfg, "tracker.min_daughter_frames", 1, 1000, integer=True)
         _number(cfg, "tracker.min_overlap", 0, 1)
     for key in PATHS:
         if cfg[key] is not None and not isinstance(cfg[key], str):

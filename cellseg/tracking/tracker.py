@@ -15,10 +15,6 @@ global one-to-one assignment (``scipy.optimize.linear_sum_assignment``). Then, i
   the gap reserves one more id, its label in the CTC format (see ``Track.segments``);
 * the rest start new tracks (cells entering the field or appearing).
 
-A division whose daughter track closes after fewer than ``min_daughter_frames`` frames was
-a nucleus broken into pieces for a moment, not a division: :meth:`OverlapTracker.tracks`
-gives both daughters no parent. (Their ids stay: labels already written are final.)
-
 Tracks unseen for more than ``gap_closing`` frames are closed. Memory: one summary row per
 track, and of the previous frame only its object index per pixel and per-object stats.
 """
@@ -26,7 +22,7 @@ track, and of the previous frame only its object index per pixel and per-object 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -115,14 +111,12 @@ class OverlapTracker:
         divisions: bool = True,
         division_distance: float = 40.0,
         min_overlap: float = 0.1,
-        min_daughter_frames: int = 2,
     ) -> None:
         self.max_distance = max_distance
         self.gap_closing = gap_closing
         self.divisions = divisions
         self.division_distance = division_distance
         self.min_overlap = min_overlap
-        self.min_daughter_frames = min_daughter_frames
         self._tracks: dict[int, Track] = {}
         self._open: set[int] = set()  # tracks that may still continue
         self._frame = 0
@@ -134,14 +128,8 @@ class OverlapTracker:
         self._prev_centroid = np.zeros((0, 2))
 
     def tracks(self) -> list[Track]:
-        """Every track so far, in order of id, without the divisions a daughter of which
-        closed within ``min_daughter_frames`` frames."""
-        brief = {
-            t.parent_id
-            for t in self._tracks.values()
-            if t.parent_id and t.track_id not in self._open and t.frames_present < self.min_daughter_frames
-        }
-        return [replace(t, parent_id=0) if t.parent_id in brief else t for t in self._tracks.values()]
+        """Every track so far, in order of id."""
+        return list(self._tracks.values())
 
     def update(self, labels: np.ndarray, intensity: np.ndarray | None = None) -> np.ndarray:
         """Relabel one frame (instance labels, 0 = background) with track ids (uint32)."""
