@@ -40,6 +40,12 @@ def foreground(prob: np.ndarray, threshold: float) -> np.ndarray:
     return (prob[0] + prob[1]) > threshold
 
 
+def cell_probability(prob: np.ndarray) -> np.ndarray:
+    """The probability that a pixel belongs to a cell (interior or edge): ``<stem>_prob.tif``,
+    and what ``min_prob`` and ``measurements.csv``'s ``mean_prob`` average over a cell."""
+    return np.clip(prob[0] + prob[1], 0, 1)
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndi.binary_fill_holes``: background not 4-connected to the image border becomes
     foreground. One labelling pass instead of an iterated propagation from the border."""
@@ -115,10 +121,11 @@ def grow_and_clean(
     """Grow seeds by ``expand`` px inside ``fg``, drop objects under ``min_size`` px and those
     whose mean ``cell_prob`` is under ``min_prob``, relabel 1..N."""
     labels = grow_into(seeds, fg, expand)
-    area = np.bincount(labels.ravel())
+    flat = labels.ravel()
+    area = np.bincount(flat)
     keep = area >= max(min_size, 1)
     if cell_prob is not None and min_prob > 0:
-        keep &= np.bincount(labels.ravel(), weights=cell_prob.ravel(), minlength=area.size) >= min_prob * area
+        keep &= np.bincount(flat, weights=cell_prob.ravel(), minlength=area.size) >= min_prob * area
     keep[0] = False
     count = int(keep.sum())
     dtype = np.uint16 if count < 2**16 else np.uint32
@@ -150,5 +157,5 @@ def probabilities_to_labels(
         seeds = hysteresis_split(prob, threshold, seed_threshold)
     else:
         seeds = threshold_components(prob, threshold)
-    cell_prob = np.clip(prob[0] + prob[1], 0, 1) if min_prob > 0 else None
+    cell_prob = cell_probability(prob) if min_prob > 0 else None
     return grow_and_clean(seeds, fg, expand, min_size, cell_prob, min_prob)

@@ -36,6 +36,7 @@ from cellseg.outputs.atomic import commit, remove, temp_name, write_with
 from cellseg.outputs.rois import RoiZip
 from cellseg.outputs.streams import FileQueue, TiffStream
 from cellseg.outputs.tracks import TrackOutputs
+from cellseg.postprocess import cell_probability
 from cellseg.visualize import outline_overlay
 
 log = logging.getLogger(__name__)
@@ -288,11 +289,6 @@ def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None, min_s
             f"{name}: no signal above the noise (brightest pixels {snr:.1f} noise sd above the median, "
             f"min_snr={min_snr:g}); a blank or dark frame"
         )
-
-
-def cell_probability(prob: np.ndarray) -> np.ndarray:
-    """The probability that a pixel belongs to a cell (interior or edge): ``<stem>_prob.tif``."""
-    return np.clip(prob[0] + prob[1], 0, 1)
 
 
 def table_rows(
