@@ -19,6 +19,7 @@ from cellseg.errors import CellsegError
 from cellseg.models.module import CellSegModule
 from cellseg.models.schedules import Cosine
 from cellseg.postprocess import probabilities_to_labels
+from cellseg.tasks import postprocess_options
 
 from .conftest import FAST, ROOT, compose_cfg, shared, train_run
 
@@ -285,3 +286,14 @@ def test_ema_checkpoint_holds_the_averaged_weights_that_validation_scored(synthe
     assert averaged.keys() == raw.keys()
     moved = [k for k in averaged if averaged[k].is_floating_point() and not torch.equal(averaged[k], raw[k])]
     assert len(moved) > len(averaged) // 2  # the averaged weights lag the raw ones
+
+
+@pytest.mark.parametrize("postprocess", ["threshold", "watershed", "hysteresis"])
+def test_min_size_auto_is_a_quarter_of_the_smallest_training_cell(postprocess, tmp_path):
+    cfg = compose_cfg([f"postprocess={postprocess}"], tmp_path)
+    assert cfg.postprocess.min_size == "auto"
+    assert postprocess_options(cfg, smallest_cell=1117)["min_size"] == 279
+    assert postprocess_options(cfg, smallest_cell=40)["min_size"] == 15  # never below 15 px
+    assert postprocess_options(cfg, smallest_cell=None)["min_size"] == 15  # no whole cell to measure
+    cfg.postprocess.min_size = 100
+    assert postprocess_options(cfg, smallest_cell=1117)["min_size"] == 100  # a number is kept
