@@ -81,23 +81,21 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     bridged = interior | (closed & (prob[1] < 0.5))
     objects, _ = ndi.label(bridged, structure=np.ones((3, 3), bool))
     boxes = [grown(box, 1, bridged.shape) for box in ndi.find_objects(objects)]  # a background border
+    owns = [objects[box] == index for index, box in enumerate(boxes, start=1)]
     distance = np.zeros(bridged.shape)
-    for index, box in enumerate(boxes, start=1):
-        own = objects[box] == index
+    for box, own in zip(boxes, owns):
         distance[box][own] = ndi.distance_transform_edt(own)[own]
-    smooth, peaks = np.zeros(bridged.shape), np.zeros(bridged.shape, bool)
-    for index, box in enumerate(boxes, start=1):
+    smooth, peaks = [], np.zeros(bridged.shape, bool)
+    for box, own in zip(boxes, owns):
         wide = grown(box, 3, bridged.shape)  # the smoothing's radius of 4 px around the object
-        own = objects[box] == index
         inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
         local = np.where(own, ndi.gaussian_filter(distance[wide], 1.0, mode="nearest", truncate=4.0)[inner], 0.0)
-        smooth[box][own] = local[own]
+        smooth.append(local)
         peaks[box] |= h_maxima(local, h).astype(bool) & own
     markers, _ = ndi.label(peaks)
     labels = np.zeros(bridged.shape, markers.dtype)
-    for index, box in enumerate(boxes, start=1):
-        own = objects[box] == index
-        labels[box][own] = watershed(-smooth[box], np.where(own, markers[box], 0), mask=own)[own]
+    for box, own, local in zip(boxes, owns, smooth):
+        labels[box][own] = watershed(-local, np.where(own, markers[box], 0), mask=own)[own]
     return labels
 
 
@@ -170,12 +168,14 @@ def probabilities_to_labels(
     h: float = 2.0,
     seed_threshold: float = 0.9,
     min_prob: float = 0.0,
+    cell_prob: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance labels (uint16, uint32 beyond 65535 cells) from (2, H, W) probabilities.
 
     ``min_prob`` drops objects whose mean cell probability (interior + edge, as
     ``measurements.csv``'s ``mean_prob``) is below it: pixels that crossed the threshold in a
-    faint patch of background, where the network is unsure everywhere, are not a cell."""
+    faint patch of background, where the network is unsure everywhere, are not a cell.
+    ``cell_prob``: :func:`cell_probability` of ``prob`` where the caller has it already."""
     if method not in METHODS:
         raise ValueError(f"unknown postprocess method {method!r}; use one of {', '.join(METHODS)}")
     fg = foreground(prob, threshold)
@@ -185,5 +185,6 @@ def probabilities_to_labels(
         seeds = hysteresis_split(prob, threshold, seed_threshold)
     else:
         seeds = threshold_components(prob, threshold)
-    cell_prob = cell_probability(prob) if min_prob > 0 else None
+    if min_prob > 0 and cell_prob is None:
+        cell_prob = cell_probability(prob)
     return grow_and_clean(seeds, fg, expand, min_size, cell_prob, min_prob)
