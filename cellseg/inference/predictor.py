@@ -166,6 +166,7 @@ class Predictor:
         """(2, H, W) float32 interior and edge probabilities of one raw 2-D frame."""
         return self.predict_normalized(self.normalize(image, name))
 
-    def labels(self, prob: np.ndarray) -> np.ndarray:
-        """Instance labels from probabilities, with this predictor's threshold and options."""
-        return probabilities_to_labels(prob, self.threshold, **self.postprocess)
+    def labels(self, prob: np.ndarray, cell_prob: np.ndarray | None = None) -> np.ndarray:
+        """Instance labels from probabilities, with this predictor's threshold and options
+        (``cell_prob``: the frame's cell probability, where the caller has it already)."""
+        return probabilities_to_labels(prob, self.threshold, **self.postprocess, cell_prob=cell_prob)

@@ -234,8 +234,9 @@ class PredictionRun:
                 writer.add_bad(index)
             else:
                 prob = self.predictor.predict_normalized(normalized)
-                labels = self.predictor.labels(prob)
-                writer.add(index, raw, normalized, prob, labels)
+                cell = cell_probability(prob)  # once: for min_prob, the prob TIFF and mean_prob
+                labels = self.predictor.labels(prob, cell)
+                writer.add(index, raw, normalized, cell, labels)
                 if one_file:
                     if truth is None:
                         truth = self.evaluator.masks_for(source.paths[0], source.n_frames, raw.shape)
@@ -328,13 +329,12 @@ class SourceWriter:
             self._write_empty(index)
         self.pending_bad = []
 
-    def add(self, index: int, raw: np.ndarray, normalized: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
-        """One segmented frame."""
+    def add(self, index: int, raw: np.ndarray, normalized: np.ndarray, cell: np.ndarray, labels: np.ndarray) -> None:
+        """One segmented frame, with its cell probability (:func:`cell_probability`)."""
         if self.tracker is not None:
             labels = self.tracker.update(labels, raw)
         if self.labels is None:
             self._open(labels)
-        cell = cell_probability(prob)
         if labels.size and int(labels.max()) > np.iinfo(self.labels.dtype).max:
             raise CellsegError(
                 f"{self.source.label} frame {index}: label {int(labels.max())} does not fit {self.labels.dtype}; "
