@@ -101,6 +101,22 @@ def test_large_image_tiles_without_seams(trained_ckpt):
     assert metrics.instance_metrics(labels_whole, labels_tiled)["ap50"] > 0.95
 
 
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precisions_run_in_their_dtype_and_agree_with_fp32(trained_ckpt, frame_and_truth, precision):
+    image, _ = frame_and_truth
+    half = Predictor(trained_ckpt, device="cpu", precision=precision)
+    assert half.autocast == {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    fp32 = Predictor(trained_ckpt, device="cpu", precision="fp32")
+    prob_half, prob_fp32 = half.probabilities(image), fp32.probabilities(image)
+    assert prob_half.dtype == np.float32 and np.abs(prob_half - prob_fp32).mean() < 0.01
+    assert metrics.instance_metrics(fp32.labels(prob_fp32), half.labels(prob_half))["seg"] > 0.9
+
+
+def test_unknown_precision_is_refused(trained_ckpt):
+    with pytest.raises(CellsegError, match="precision='fp8'; use auto, fp32, bf16 or fp16"):
+        Predictor(trained_ckpt, device="cpu", precision="fp8")
+
+
 def touching_pair_probabilities(labels: np.ndarray) -> np.ndarray:
     """Probabilities of a network that found the cells but missed their shared edges."""
     cells = (labels > 0).astype(np.float32)

@@ -19,7 +19,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("postprocess", "tracker", "paths")
 CHOICES = {
     "device": ("auto", "cpu", "cuda"),
-    "precision": ("auto", "fp32", "bf16"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
     "compile": (True, False, "auto"),
     "track": (True, False, "auto"),
 }

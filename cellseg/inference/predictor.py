@@ -26,15 +26,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+FIXED_PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype: ``auto`` is bf16 where the hardware computes it natively, else fp32 (CPU)
     or fp16 (GPU)."""
     if precision == "fp32":
         return None
-    if precision == "bf16":
-        return torch.bfloat16
+    if precision in FIXED_PRECISIONS:
+        return FIXED_PRECISIONS[precision]
     if precision != "auto":
-        raise CellsegError(f"precision={precision!r}; use auto, fp32 or bf16")
+        raise CellsegError(f"precision={precision!r}; use auto, fp32, bf16 or fp16")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
@@ -98,7 +101,7 @@ class Predictor:
     Args:
         ckpt: path to a checkpoint written by ``train.py``.
         device: ``auto``, ``cpu`` or ``cuda``.
-        precision: ``auto``, ``fp32`` or ``bf16``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (GPUs without bf16).
         tile, overlap, batch_size: tiled inference (tile and overlap in px).
         tta: average over the 4 flips (test-time augmentation).
         norm: override of the checkpoint's percentile normalization (``low``/``high``).
