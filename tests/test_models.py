@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -17,7 +19,7 @@ from cellseg.models.nets.transposed_conv import MatmulConvTranspose2d
 from cellseg.models.schedules import warmup
 
 
-@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip])
+@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip, partial(GoogLeNetSkip, full_res=8)])
 @pytest.mark.parametrize("size", [(64, 64), (70, 45), (96, 160)])
 def test_any_input_size_gives_full_resolution(net_class, size):
     net = net_class().eval()

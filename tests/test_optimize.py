@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -26,7 +28,7 @@ def test_shifted_max_pool_matches_max_pool2d(kernel, stride, padding, ceil_mode)
     assert got.shape == expected.shape and torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip])
+@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip, partial(GoogLeNetSkip, full_res=8)])
 def test_optimized_net_gives_the_same_logits(net_class):
     torch.manual_seed(0)
     net = calibrate_batchnorm(net_class())
