@@ -18,7 +18,7 @@ from cellseg.data.synthetic_movie import generate_movie
 from cellseg.errors import CellsegError
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import labels_dtype
-from cellseg.outputs.streams import TiffStream
+from cellseg.outputs.streams import CsvStream, TiffStream
 from cellseg.tracking.ctc import validate_res
 from cellseg.tracking.tables import TRACK_COLUMNS
 
@@ -240,3 +240,33 @@ def test_contrast_to_noise_tells_camera_noise_from_nuclei():
     noise, nuclei = contrast_to_noise(frames[1]), contrast_to_noise(frames[0])
     assert noise < 5 < 20 < nuclei
     assert np.isinf(contrast_to_noise(np.full((32, 32), 7, np.uint8)))  # no noise estimate: left to normalize
+
+
+def test_csv_stream_writes_what_one_table_would_and_reads_back_or_drops_a_source(tmp_path):
+    from cellseg.inference.run import TABLE_COLUMNS
+
+    rng = np.random.default_rng(0)
+
+    def rows(image: str, frame: int, tracked: bool) -> pd.DataFrame:
+        table = pd.DataFrame({c: rng.random(3) * 100 for c in TABLE_COLUMNS})
+        table["image"], table["frame"], table["label"] = image, frame, [1, 2, 3]
+        table["track_id"] = table["label"] if tracked else pd.array([pd.NA] * 3, dtype="Int64")
+        return table
+
+    final = tmp_path / "measurements.csv"
+    stream = CsvStream(final, TABLE_COLUMNS)
+    kept = [rows("007", 0, False), rows("movie", 0, True), rows("movie", 1, True)]
+    stream.add(kept[0])
+    movie_start = stream.tell()
+    stream.add(kept[1])
+    stream.add(kept[2])
+    movie = stream.read_from(movie_start)
+    assert movie["frame"].tolist() == [0, 0, 0, 1, 1, 1] and np.allclose(movie["area"], pd.concat(kept[1:])["area"])
+    failed_start = stream.tell()
+    stream.add(rows("failed", 0, True))
+    stream.truncate(failed_start)  # a source that failed leaves no rows
+    assert stream.read_from(failed_start).empty and not final.exists()  # nothing final before the end
+    stream.commit()
+    expected = tmp_path / "expected.csv"
+    pd.concat(kept).to_csv(expected, index=False)
+    assert final.read_text() == expected.read_text()

@@ -2,7 +2,7 @@
 normalize -> network -> labels -> track -> measure -> write.
 
 Memory does not grow with a movie's length: frames are read ahead one at a time, pages go
-to background writers, and only per-cell table rows are kept. Every output is written
+to background writers, and per-cell table rows go to ``measurements.csv`` as they come. Every output is written
 under a temporary name and renamed when its source is complete; the labels are committed
 last, so ``<stem>_labels.tif`` existing means that source is done (``skip_existing``). A
 bad frame of a stack (blank, constant, NaN, unreadable) gets empty labels and a warning;
@@ -32,9 +32,9 @@ from cellseg.evaluate import Evaluator, find_mask
 from cellseg.inference.inputs import BadFrame, Source
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
-from cellseg.outputs.atomic import commit, remove, temp_name, write_with
+from cellseg.outputs.atomic import commit, remove, temp_name
 from cellseg.outputs.rois import RoiZip
-from cellseg.outputs.streams import FileQueue, TiffStream
+from cellseg.outputs.streams import CsvStream, FileQueue, TiffStream
 from cellseg.outputs.tracks import TrackOutputs
 from cellseg.postprocess import cell_probability
 from cellseg.visualize import outline_overlay
@@ -114,7 +114,7 @@ class PredictionRun:
         self.make_tracker = make_tracker
         self.ctc_gt = ctc_gt
         self.stats = RunStats()
-        self.tables: list[pd.DataFrame] = []
+        self.table: CsvStream | None = None  # measurements.csv, streamed
         self.files = FileQueue()
 
     def prepare(self) -> Path:
@@ -138,7 +138,7 @@ class PredictionRun:
 
     def run(self, sources: list[Source]) -> RunStats:
         """Process all sources; one that fails is reported on stderr and skipped."""
-        table = self.prepare()
+        self.table = CsvStream(self.prepare(), TABLE_COLUMNS)
         try:
             with Progress(transient=True) as progress:
                 task = progress.add_task("images", total=len(sources), visible=len(sources) > 1)
@@ -149,10 +149,12 @@ class PredictionRun:
                         print(f"cellseg: error: {err}", file=sys.stderr)
                         self.stats.failed.append(source.label)
                     progress.advance(task)
+        except BaseException:
+            self.table.discard()
+            raise
         finally:
             self.files.shutdown()
-        frame = pd.concat(self.tables) if self.tables else pd.DataFrame(columns=TABLE_COLUMNS)
-        write_with(table, lambda tmp: frame.to_csv(tmp, index=False))
+        self.table.commit()
         if self.evaluator is not None and self.evaluator.per_image:
             self.stats.metrics = self.evaluator.finish()
         return self.stats
@@ -186,7 +188,7 @@ class PredictionRun:
         planned = self.planned(source)
         labels_path = planned[-1]
         if self.options.skip_existing and labels_path.exists():
-            self.tables.append(self.remeasure(source, labels_path))
+            self.table.add(self.remeasure(source, labels_path))
             self.stats.skipped += 1
             return
         existing = [p for p in planned if p.exists()]
@@ -206,7 +208,6 @@ class PredictionRun:
         finally:
             if frame_task is not None:
                 progress.remove_task(frame_task)
-        self.tables.append(writer.table())
         self.stats.images += 1
         self.stats.frames += source.n_frames
         self.stats.seconds += time.perf_counter() - start
@@ -310,7 +311,7 @@ class SourceWriter:
         self.shape: tuple[int, int] | None = None
         self.labels: TiffStream | None = None
         self.prob: TiffStream | None = None
-        self.rows: list[pd.DataFrame] = []
+        self.rows_start = run.table.tell()  # this source's rows in measurements.csv start here
         self.pending_bad: list[int] = []
         self.overlays = overlay_frames(source.n_frames, self.opts.overlay_every) if self.opts.save_overlay else set()
         self.overlay_tmps: list[tuple[Path, Path]] = []
@@ -352,8 +353,9 @@ class SourceWriter:
             self.tracks.add_frame(index, labels, self.tracker.tracks())
         if self.rois is not None:  # names = labels (track ids); in order, on the one writer thread
             self.run.files.submit(self.rois.add_frame, labels, index if self.source.n_frames > 1 else None)
-        self.rows.append(table_rows(labels, raw, self.source, index, self.tracker is not None, cell))
-        self.run.stats.cells += int(len(self.rows[-1]))
+        rows = table_rows(labels, raw, self.source, index, self.tracker is not None, cell)
+        self.run.table.add(rows)
+        self.run.stats.cells += len(rows)
 
     def add_bad(self, index: int) -> None:
         """A frame that could not be segmented: empty labels, and the tracker sees an empty frame."""
@@ -385,7 +387,7 @@ class SourceWriter:
             self.rois.close()
             commit(self.rois.path, self.rois_path)
         if self.tracks is not None:
-            self.tracks.commit(self.tracker.tracks(), pd.concat(self.rows) if self.rows else None)
+            self.tracks.commit(self.tracker.tracks(), self.table())
         self.labels.close()
 
     def discard(self) -> None:
@@ -399,6 +401,7 @@ class SourceWriter:
                 stream.close(keep=False)
         for tmp, _ in self.overlay_tmps:
             tmp.unlink(missing_ok=True)
+        self.run.table.truncate(self.rows_start)
         if self.rois is not None:
             self.rois.close()
             remove(self.rois.path)
@@ -406,7 +409,8 @@ class SourceWriter:
             self.tracks.discard()
 
     def table(self) -> pd.DataFrame:
-        return pd.concat(self.rows) if self.rows else pd.DataFrame(columns=TABLE_COLUMNS)
+        """This source's rows of measurements.csv, read back."""
+        return self.run.table.read_from(self.rows_start)
 
 
 def write_overlay(tmp: Path, normalized: np.ndarray, labels: np.ndarray) -> None:

@@ -1,8 +1,9 @@
-"""Writers that take one frame at a time and do their encoding in a background thread.
+"""Writers that take one frame at a time, so that nothing of a movie is held in memory.
 
 ``TiffStream`` appends pages to one TIFF series (so Fiji, napari and tifffile read a
 (T, Y, X) stack) without holding the movie: tifffile pulls the pages from a bounded queue.
 ``FileQueue`` writes small per-frame files (overlay PNGs, CTC masks) behind the network.
+``CsvStream`` appends each frame's table rows to the CSV as they come.
 zlib level 1 keeps label and probability pages small at a fraction of level 6's cost.
 """
 
@@ -15,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tifffile
 
 from cellseg.outputs.atomic import commit, remove, temp_name
@@ -91,3 +93,53 @@ class FileQueue:
     def shutdown(self) -> None:
         """Finish queued writes and stop the thread (failures already reported by ``wait``)."""
         self.pool.shutdown(wait=True)
+
+
+class CsvStream:
+    """A CSV table written a few rows at a time under a temporary name, committed by rename.
+
+    Rows are not kept: a movie's per-frame tables, held until its end, were only a few MB, but
+    as thousands of small blocks among the frames' large ones they fragmented glibc's heap,
+    which then grew with the movie's length (0.25 GB in use, 2.4 GB free after 300 frames
+    with one malloc arena). What a source wrote can be read back (``read_from``) or dropped
+    (``truncate``) by the offset ``tell`` gave before it began.
+    """
+
+    def __init__(self, final: Path, columns: list[str]):
+        self.final, self.tmp = final, temp_name(final)
+        self.columns = list(columns)
+        self.file = open(self.tmp, "w", newline="")  # noqa: SIM115 (closed by commit or discard)
+        pd.DataFrame(columns=self.columns).to_csv(self.file, index=False)
+
+    def tell(self) -> int:
+        """The byte offset where the next rows will start."""
+        self.file.flush()
+        return self.file.tell()
+
+    def add(self, rows: pd.DataFrame) -> None:
+        """Append ``rows`` (columns as given at creation)."""
+        rows[self.columns].to_csv(self.file, header=False, index=False)
+
+    def read_from(self, offset: int) -> pd.DataFrame:
+        """Every row written since ``offset``, as a table (``image`` read as text)."""
+        if self.tell() == offset:
+            return pd.DataFrame(columns=self.columns)
+        with open(self.tmp, newline="") as file:
+            file.seek(offset)
+            return pd.read_csv(file, header=None, names=self.columns, dtype={"image": str})
+
+    def truncate(self, offset: int) -> None:
+        """Drop every row written since ``offset``."""
+        self.file.flush()
+        self.file.truncate(offset)
+        self.file.seek(offset)
+
+    def commit(self) -> None:
+        """Close the file and give it its final name."""
+        self.file.close()
+        commit(self.tmp, self.final)
+
+    def discard(self) -> None:
+        """Close and delete the unfinished file."""
+        self.file.close()
+        remove(self.tmp)
