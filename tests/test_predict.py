@@ -316,7 +316,8 @@ def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
     net = checkpoint["hyper_parameters"]["net"]
     other = {"GoogLeNetSkip": "googlenet_fcn.GoogLeNetFCN", "GoogLeNetFCN": "googlenet_skip.GoogLeNetSkip"}
     net["_target_"] = "cellseg.models.nets." + other[net["_target_"].rsplit(".", 1)[-1]]
-    net.pop("widths", None)
+    for option in ("widths", "full_res"):  # googlenet_skip's own options
+        net.pop(option, None)
     torch.save(checkpoint, tmp_path / "mismatch.ckpt")
     with pytest.raises(CellsegError, match="weights do not fit"):
         Predictor(tmp_path / "mismatch.ckpt")
