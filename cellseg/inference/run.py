@@ -4,9 +4,9 @@ normalize -> network -> labels -> track -> measure -> write.
 Memory does not grow with a movie's length: frames are read ahead one at a time, pages go
 to background writers, and per-cell table rows go to ``measurements.csv`` as they come.
 Every output is written under a temporary name and renamed when its source is complete;
-the labels are committed last, so ``<stem>_labels.tif`` existing means that source is done (``skip_existing``). A
-bad frame of a stack (blank, constant, NaN, unreadable) gets empty labels and a warning;
-gap closing bridges it.
+the labels are committed last, so ``<stem>_labels.tif`` existing means that source is done
+(``skip_existing``). A bad frame of a stack (blank, constant, NaN, unreadable) gets empty
+labels and a warning; gap closing bridges it.
 """
 
 from __future__ import annotations
