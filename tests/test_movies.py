@@ -12,13 +12,14 @@ import pytest
 import roifile
 import tifffile
 import torch
+from scipy import ndimage
 
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.synthetic_movie import generate_movie
 from cellseg.errors import CellsegError
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.run import labels_dtype
-from cellseg.outputs.streams import CsvStream, TiffStream
+from cellseg.inference.run import PROB_STEPS, labels_dtype, stored_probability
+from cellseg.outputs.streams import COMPRESSION, CsvStream, TiffStream
 from cellseg.tracking.ctc import validate_res
 from cellseg.tracking.tables import TRACK_COLUMNS
 
@@ -270,3 +271,20 @@ def test_csv_stream_writes_what_one_table_would_and_reads_back_or_drops_a_source
     expected = tmp_path / "expected.csv"
     pd.concat(kept).to_csv(expected, index=False)
     assert final.read_text() == expected.read_text()
+
+
+def test_stored_probability_is_within_half_a_step_and_compresses(tmp_path):
+    rng = np.random.default_rng(0)
+    cells = synthetic_frame(rng, 256)[1] > 0
+    smooth = ndimage.gaussian_filter(cells.astype(float), 1.0)  # sure inside, sure outside
+    cell = np.clip(smooth + rng.normal(0, 2e-4, smooth.shape), 0, 1).astype(np.float32)
+    stored = stored_probability(cell)
+    assert stored.dtype == np.float16
+    steps = stored.astype(np.float64) * PROB_STEPS
+    assert np.array_equal(steps, np.round(steps))  # exact multiples of 1/1024
+    assert np.abs(stored.astype(np.float64) - cell).max() <= 0.5 / PROB_STEPS + 1e-7
+    sizes = {}
+    for name, page in (("full", cell.astype(np.float16)), ("stored", stored)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", page, **COMPRESSION)
+        sizes[name] = (tmp_path / f"{name}.tif").stat().st_size
+    assert sizes["stored"] < sizes["full"] / 2

@@ -12,7 +12,8 @@ from skimage.segmentation import expand_labels, watershed
 
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.measure import COLUMNS, measure
-from cellseg.postprocess import fill_holes, grow_into, probabilities_to_labels, watershed_split
+from cellseg.morphology import fill_holes
+from cellseg.postprocess import grow_into, probabilities_to_labels, split_object, watershed_split
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +166,19 @@ def test_min_prob_drops_faint_objects_and_keeps_sure_ones(method):
     assert both.max() == 2 and both[20, 40] > 0
     assert sure.max() == 1 and sure[20, 12] == 1 and sure[20, 40] == 0
     assert np.array_equal(sure > 0, both == both[20, 12])  # the nucleus keeps every pixel
+
+
+@pytest.mark.parametrize("markers_at", [[(2, 2)], [(2, 2), (7, 7)], []])
+def test_split_object_equals_the_watershed(markers_at):
+    # two squares that touch at a corner: one 8-connected object, two 4-connected pieces
+    own = np.zeros((10, 10), bool)
+    own[1:5, 1:5] = own[5:9, 5:9] = True
+    local = np.where(own, ndi.distance_transform_edt(own), 0.0)
+    markers = np.zeros(own.shape, np.int32)
+    for label, (y, x) in enumerate(markers_at, start=3):
+        markers[y, x] = label
+    expected = watershed(-local, markers, mask=own)
+    assert np.array_equal(split_object(local, own, markers), expected)
+    one_piece = own.copy()
+    one_piece[4, 5] = True  # now 4-connected: one marker takes the whole object without flooding
+    assert np.array_equal(split_object(local, one_piece, markers), watershed(-local, markers, mask=one_piece))

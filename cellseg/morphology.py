@@ -1,0 +1,73 @@
+"""Binary and grey morphology that post-processing runs on every frame, equal pixel for pixel
+to the scipy/skimage calls named in each docstring and several times faster on 1024x1024
+frames: hole filling by one labelling pass, closing by a disk as shifted whole-array ORs
+and ANDs, and h-maxima of one object that skip the grey reconstruction when the object
+has one peak."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
+
+EIGHT = np.ones((3, 3), bool)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndi.binary_fill_holes``: background not 4-connected to the image border becomes
+    foreground. One labelling pass instead of an iterated propagation from the border."""
+    background, _ = ndi.label(~mask)
+    outside = np.zeros(background.max() + 1, bool)
+    for side in (background[0], background[-1], background[:, 0], background[:, -1]):
+        outside[side] = True
+    outside[0] = False  # label 0 is the mask itself
+    return ~outside[background]
+
+
+def disk_offsets(radius: int) -> list[tuple[int, int]]:
+    """The (dy, dx) of ``skimage.morphology.disk(radius)``: y^2 + x^2 <= radius^2."""
+    span = range(-radius, radius + 1)
+    return [(dy, dx) for dy in span for dx in span if dy * dy + dx * dx <= radius * radius]
+
+
+def _shifted(padded: np.ndarray, radius: int, shape: tuple[int, int]):
+    height, width = shape
+    for dy, dx in disk_offsets(radius):
+        yield padded[radius + dy : radius + dy + height, radius + dx : radius + dx + width]
+
+
+def close_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``ndi.binary_closing(mask, structure=disk(radius), border_value=0)``: the dilation as
+    the OR of the mask shifted by each offset of the disk, the erosion as the AND, outside
+    the frame 0. A dozen whole-array operations instead of a loop over the disk per pixel."""
+    if radius <= 0:
+        return mask.copy()
+    dilated = np.zeros_like(mask)
+    for shifted in _shifted(np.pad(mask, radius), radius, mask.shape):
+        dilated |= shifted
+    closed = np.ones_like(mask)
+    for shifted in _shifted(np.pad(dilated, radius), radius, mask.shape):
+        closed &= shifted
+    return closed
+
+
+def object_h_maxima(local: np.ndarray, own: np.ndarray, h: float) -> np.ndarray:
+    """``h_maxima(local, h).astype(bool)`` for one object: ``local`` is positive on the
+    object's pixels ``own`` and 0 elsewhere in its box.
+
+    When the object has a single regional maximum (its pixels that no 8-neighbour exceeds
+    all hold its largest value and form one 8-connected plateau), the h-maxima are that
+    plateau: every other pixel reaches it by a path that never descends below its own value,
+    so the reconstruction of ``local - h`` takes away less than ``h`` there. That is most
+    nuclei, and it needs a 3x3 maximum filter and a labelling instead of a grey
+    reconstruction. Anything else (several peaks, a near-tie with the top value, a peak
+    lower than ``h`` above the background) goes to skimage."""
+    top = float(local.max(initial=0.0))
+    if top < h + 1e-9 * max(top, 1.0):
+        return h_maxima(local, h).astype(bool)
+    plateau = local == top
+    near_top = (local > top * (1 - 1e-12)) & ~plateau
+    local_max = own & (local == ndi.maximum_filter(local, size=3, mode="constant", cval=0.0))
+    if near_top.any() or (local_max & ~plateau).any() or ndi.label(plateau, structure=EIGHT)[1] != 1:
+        return h_maxima(local, h).astype(bool)
+    return plateau
