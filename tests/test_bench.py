@@ -198,6 +198,13 @@ def test_quick_report_holds_the_measured_figures(quick_report):
     # the printed table shows the bound and each model's ratio to it
     rows = [cell for table in printed if hasattr(table, "columns") for cell in table.columns[1]._cells]
     assert f"{report['compute_bound_s']:.3f}" in rows
+    # the movie: 4 frames against the first 2, per frame in all and at the margin
+    fcn = report["models"]["googlenet_fcn"]
+    assert report["movie"] == {"source": "synthetic", "frames": 4}
+    assert np.isfinite(fcn["movie_margin_s"]) and fcn["movie_default_s"] > 0
+    for key, ratio in (("movie_default_s", "movie_ratio_to_bound"), ("movie_margin_s", "movie_margin_ratio_to_bound")):
+        assert fcn[ratio] * report["compute_bound_s"] == pytest.approx(fcn[key]), key
+        assert f"{fcn[key]:.3f} = " in " ".join(map(str, rows)), key
     for times in report["models"].values():
         assert f"[bold]{times['ratio_to_bound']:.2f}x[/bold]" in rows
 

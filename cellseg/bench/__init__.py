@@ -6,7 +6,9 @@ times per frame (median after warm-up) and end-to-end time per frame of a multi-
 folder run on real GOWT1 frames where ``../shared/data`` has them; for the faithful model
 the time of each encoder stage and of the head in fp32 and bf16, and its network time as
 each optimisation is added (torch.compile included, with its compile time); bf16-vs-fp32
-agreement, peak memory of a 4096x4096 prediction and training throughput. Prints a table
+agreement; a movie with ``predict.py``'s default outputs and tracking, per frame in all and
+at the margin (one more frame); peak memory of a long movie against one a tenth as long and
+of a 4096x4096 prediction; training throughput. Prints a table
 and writes ``bench.json``. Runs on a GPU when one is present and names the card.
 
 Usage: ``python -m cellseg.bench [--ckpt FCN.ckpt] [--skip-ckpt SKIP.ckpt] [--run RUN_DIR]
@@ -76,7 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-ckpt", type=Path, help="a trained googlenet_skip checkpoint")
     parser.add_argument("--run", type=Path, help="a mes_edge_weight run folder (time to best val/seg)")
     parser.add_argument("--frames", type=int, default=8, help="frames per timing (median / end-to-end mean)")
-    parser.add_argument("--movie-frames", type=int, default=16, help="frames of the default-options movie run")
+    parser.add_argument(
+        "--movie-frames", type=int, default=16, help="frames of the default-options movie (and a quarter: the margin)"
+    )
     parser.add_argument("--long-movie", type=int, default=1000, help="peak memory: N frames vs N/10 (0: skip)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--side", type=int, default=1024, help="frame side in px")
@@ -125,9 +129,10 @@ def main(argv: list[str] | None = None) -> dict:
             if name == "googlenet_fcn" and not args.quick:
                 times.update(compiled_run(ckpt, device, paths, folder / f"{name}_compiled", warmup, times))
             if name == "googlenet_fcn":
-                movie_frames, movie_source = movie.movie_frames(2 if args.quick else args.movie_frames, args.side)
-                times["movie_default_s"] = movie.default_run(predictor, movie_frames, folder / f"{name}_movie")
+                movie_frames, movie_source = movie.movie_frames(4 if args.quick else args.movie_frames, args.side)
+                times.update(movie.default_run(predictor, movie_frames, folder / f"{name}_movie"))
                 times["movie_ratio_to_bound"] = times["movie_default_s"] / report["compute_bound_s"]
+                times["movie_margin_ratio_to_bound"] = times["movie_margin_s"] / report["compute_bound_s"]
                 report["movie"] = {"source": movie_source, "frames": len(movie_frames)}
             times["network_gflops"] = hardware.gflops(build_net({"_target_": MODELS[name]}).eval(), args.side)
             times["trained"] = given[name] is not None
@@ -190,7 +195,11 @@ def print_report(report: dict) -> None:
             source = report["movie"]
             table.add_row(
                 f"{name}: movie, default outputs + tracking (s/frame), {source['frames']} {source['source']} frames",
-                f"{t['movie_default_s']:.3f} = [bold]{t['movie_ratio_to_bound']:.2f}x[/bold] the bound",
+                f"{t['movie_default_s']:.3f} = {t['movie_ratio_to_bound']:.2f}x the bound",
+            )
+            table.add_row(
+                f"{name}: movie, one more frame at the margin (s)",
+                f"{t['movie_margin_s']:.3f} = [bold]{t['movie_margin_ratio_to_bound']:.2f}x[/bold] the bound",
             )
     side = report["side"]
     table.add_row(
