@@ -58,10 +58,11 @@ def object_h_maxima(local: np.ndarray, own: np.ndarray, h: float) -> np.ndarray:
     When the object has a single regional maximum (its pixels that no 8-neighbour exceeds
     all hold its largest value and form one 8-connected plateau), the h-maxima are that
     plateau: every other pixel reaches it by a path that never descends below its own value,
-    so the reconstruction of ``local - h`` takes away less than ``h`` there. That is most
-    nuclei, and it needs a 3x3 maximum filter and a labelling instead of a grey
-    reconstruction. Anything else (several peaks, a near-tie with the top value, a peak
-    lower than ``h`` above the background) goes to skimage."""
+    so the reconstruction of ``local - h`` under ``local`` lies less than ``h`` below every
+    pixel off the plateau, and exactly ``h`` below the plateau. That is most nuclei, and it
+    needs a 3x3 maximum filter and a labelling instead of a grey reconstruction. Anything
+    else (several peaks, a near-tie with the top value, a peak lower than ``h`` above the
+    background) goes to skimage."""
     top = float(local.max(initial=0.0))
     if top < h + 1e-9 * max(top, 1.0):
         return h_maxima(local, h).astype(bool)
