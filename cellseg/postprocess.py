@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from cellseg.morphology import close_disk, fill_holes, object_h_maxima
+from cellseg.morphology import EIGHT, close_disk, fill_holes, object_h_maxima
 
 METHODS = ("threshold", "watershed", "hysteresis")
 
@@ -70,7 +70,7 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     reconstruction and the flooding (:func:`object_h_maxima`, :func:`split_object`)."""
     interior = fill_holes(prob[0] > threshold)
     bridged = interior | (close_disk(interior, bridge) & (prob[1] < 0.5))
-    objects, _ = ndi.label(bridged, structure=np.ones((3, 3), bool))
+    objects, _ = ndi.label(bridged, structure=EIGHT)
     boxes = [grown(box, 1, bridged.shape) for box in ndi.find_objects(objects)]  # a background border
     owns = [objects[box] == index for index, box in enumerate(boxes, start=1)]
     distance = np.zeros(bridged.shape)
