@@ -19,11 +19,6 @@ over the interior mask: two touching nuclei whose interiors join only where the 
 hesitated get a seed each. An interior component that never reaches ``seed_threshold`` (a
 dim nucleus) is its own seed, so nothing the threshold method finds is lost.
 
-``centers``: the same growth from seeds where a third output, trained on each cell's
-normalized distance to its own outline (:func:`cellseg.data.targets.center_map`), exceeds
-``center_threshold``. Cells that touch meet at 0 in that map, so their seeds stay apart
-even where the interior probability blurs across a 3-5 px gap (packed rods end to end).
-
 Every step is a whole-array operation (labelling, bincounts, lookup tables), the growth
 over the edge band only visits the band's pixels, and the watershed works object by object
 inside bounding boxes (:mod:`cellseg.morphology`): on a 1024x1024 GOWT1 frame (Zen 4, 2
@@ -39,7 +34,7 @@ from skimage.segmentation import watershed
 
 from cellseg.morphology import EIGHT, close_disk, fill_holes, object_h_maxima
 
-METHODS = ("threshold", "watershed", "hysteresis", "centers")
+METHODS = ("threshold", "watershed", "hysteresis")
 
 
 def foreground(prob: np.ndarray, threshold: float) -> np.ndarray:
@@ -104,33 +99,18 @@ def split_object(local: np.ndarray, own: np.ndarray, markers: np.ndarray) -> np.
     return watershed(-local, markers, mask=own)
 
 
-def seeded_split(interior: np.ndarray, sure: np.ndarray, surface: np.ndarray) -> np.ndarray:
-    """The components of ``sure`` inside ``interior`` as seeds, grown over the interior by a
-    watershed on ``-surface``; an interior component with no seed is its own (a dim nucleus),
-    so nothing the threshold method finds is lost."""
-    components, n = ndi.label(interior)
-    seeds, n_seeds = ndi.label(sure & interior)
-    seeded = np.zeros(n + 1, bool)
-    seeded[components[seeds > 0]] = True
-    seeded[0] = True  # background
-    unseeded = ~seeded[components] & interior
-    relabel = np.cumsum(~seeded) + n_seeds
-    seeds = np.where(unseeded, relabel[components], seeds)
-    return watershed(-surface, seeds, mask=interior)
-
-
 def hysteresis_split(prob: np.ndarray, threshold: float, seed_threshold: float) -> np.ndarray:
     """Seeds where the interior probability exceeds ``seed_threshold``, grown over the interior."""
     interior = fill_holes(prob[0] > threshold)
-    return seeded_split(interior, prob[0] > max(seed_threshold, threshold), prob[0])
-
-
-def center_split(prob: np.ndarray, threshold: float, center_threshold: float) -> np.ndarray:
-    """Seeds where the centre map (channel 2) exceeds ``center_threshold``, grown over the interior."""
-    if prob.shape[0] < 3:
-        raise ValueError("postprocess method 'centers' needs a network with a centre output (3 channels)")
-    interior = fill_holes(prob[0] > threshold)
-    return seeded_split(interior, prob[2] > center_threshold, prob[2])
+    components, n = ndi.label(interior)
+    seeds, n_seeds = ndi.label((prob[0] > max(seed_threshold, threshold)) & interior)
+    seeded = np.zeros(n + 1, bool)
+    seeded[components[seeds > 0]] = True
+    seeded[0] = True  # background
+    unseeded = ~seeded[components] & interior  # dim nuclei: their own component is their seed
+    relabel = np.cumsum(~seeded) + n_seeds
+    seeds = np.where(unseeded, relabel[components], seeds)
+    return watershed(-prob[0], seeds, mask=interior)
 
 
 def grow_into(seeds: np.ndarray, region: np.ndarray, distance: int) -> np.ndarray:
@@ -190,12 +170,10 @@ def probabilities_to_labels(
     expand: int = 2,
     h: float = 2.0,
     seed_threshold: float = 0.9,
-    center_threshold: float = 0.5,
     min_prob: float = 0.0,
     cell_prob: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Instance labels (uint16, uint32 beyond 65535 cells) from (C, H, W) probabilities:
-    interior, edge and, for ``method="centers"``, the centre map.
+    """Instance labels (uint16, uint32 beyond 65535 cells) from (2, H, W) probabilities.
 
     ``min_prob`` drops objects whose mean cell probability (interior + edge, as
     ``measurements.csv``'s ``mean_prob``) is below it: pixels that crossed the threshold in a
@@ -208,8 +186,6 @@ def probabilities_to_labels(
         seeds = watershed_split(prob, threshold, h)
     elif method == "hysteresis":
         seeds = hysteresis_split(prob, threshold, seed_threshold)
-    elif method == "centers":
-        seeds = center_split(prob, threshold, center_threshold)
     else:
         seeds = threshold_components(prob, threshold)
     if min_prob > 0 and cell_prob is None:

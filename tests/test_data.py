@@ -15,7 +15,7 @@ from cellseg.data.io import read_image
 from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
-from cellseg.data.targets import center_map, edge_band, make_targets
+from cellseg.data.targets import edge_band, make_targets
 from cellseg.data.transforms import build_augment, dim_like_bleaching, window
 from cellseg.errors import CellsegError
 
@@ -92,23 +92,6 @@ def test_border_term_peaks_between_close_cells():
     assert border[20, 26] > 0.5  # in the 3-px gap between the cells
     assert border[2, 55] < 0.01  # far from both
     assert border[labels > 0].max() == 0
-
-
-def test_center_map_is_each_cells_normalized_distance_and_keeps_touching_cells_apart():
-    from scipy import ndimage as ndi
-
-    labels = np.zeros((40, 70), np.int32)
-    labels[10:21, 5:35] = 1  # two rods that touch end to end ...
-    labels[10:21, 35:65] = 2
-    labels[25:34, 5:14] = 3  # ... and a lone cell
-    center = center_map(labels)
-    lone = ndi.distance_transform_edt(np.pad(labels == 3, 1))[1:-1, 1:-1]
-    assert np.allclose(center[labels == 3], (lone / lone.max())[labels == 3])  # its own distance, over its max
-    assert center[labels == 0].max() == 0
-    assert center[15, 20] == 1 and center[15, 50] == 1  # the medial axes
-    assert center[15, 34] < 0.25 and center[15, 35] < 0.25  # where the two rods meet
-    assert ndi.label(center > 0.5)[1] == 3  # one seed per cell
-    assert np.array_equal(make_targets(labels, 2, 5.0)["center"], center)
 
 
 def test_wrap_window_masks_the_seam():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import pytest
@@ -114,18 +113,6 @@ def test_edge_errors_cost_edge_weight_times_more():
     weighted = EdgeWeightedBCE(edge_weight=10)(logits, target, border, valid)
     # 16 pixels x 2 channels all at log(2); the edge pixel's two terms count 10x
     assert weighted / plain == pytest.approx((30 + 2 * 10) / 32)
-
-
-def test_the_centre_map_is_trained_only_by_networks_with_a_third_output():
-    target = torch.zeros(1, 3, 4, 4)
-    target[:, 2] = 0.7  # the centre map: no effect on a two-output network
-    logits = torch.zeros(1, 3, 4, 4)
-    logits[:, 2] = 2.0
-    border, valid = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
-    loss = EdgeWeightedBCE(edge_weight=1)
-    assert loss(logits[:, :2], target, border, valid) == pytest.approx(math.log(2))
-    centre_term = math.log(1 + math.exp(2.0)) - 0.7 * 2.0  # BCE of logit 2 against 0.7
-    assert loss(logits, target, border, valid) == pytest.approx((2 * math.log(2) + centre_term) / 3)
 
 
 def test_invalid_pixels_are_ignored():

@@ -11,7 +11,6 @@ from skimage.morphology import disk, h_maxima
 from skimage.segmentation import expand_labels, watershed
 
 from cellseg.data.synthetic import synthetic_frame
-from cellseg.data.targets import center_map
 from cellseg.measure import COLUMNS, measure
 from cellseg.morphology import fill_holes
 from cellseg.postprocess import grow_into, probabilities_to_labels, split_object, watershed_split
@@ -155,34 +154,13 @@ def test_hysteresis_splits_nuclei_joined_where_the_network_hesitated():
     assert np.array_equal(split > 0, merged > 0)  # same pixels, only divided differently
 
 
-def rods_end_to_end() -> np.ndarray:
-    """Interior, edge and centre probabilities of two rods whose tips touch, blurred so
-    that the interior runs on across the junction, as a network's output does."""
-    labels = np.zeros((30, 80), np.int32)
-    labels[10:21, 5:39] = 1
-    labels[10:21, 41:75] = 2  # 2 px apart, tip to tip
-    blurred = ndi.gaussian_filter((labels > 0).astype(np.float32), 1.5)
-    return np.stack([blurred, np.zeros_like(blurred), ndi.gaussian_filter(center_map(labels), 1.5)])
-
-
-def test_centers_split_rods_whose_interior_runs_on_across_the_junction():
-    prob = rods_end_to_end()
-    merged = probabilities_to_labels(prob, 0.3, "threshold", min_size=5, expand=0)
-    split = probabilities_to_labels(prob, 0.3, "centers", min_size=5, expand=0, center_threshold=0.5)
-    assert merged.max() == 1  # the blurred interior joins the rods
-    assert split.max() == 2 and split[15, 20] != split[15, 60]
-    assert np.array_equal(split > 0, merged > 0)  # same pixels, only divided differently
-    with pytest.raises(ValueError, match="centre output"):
-        probabilities_to_labels(prob[:2], 0.3, "centers")
-
-
-@pytest.mark.parametrize("method", ["threshold", "watershed", "hysteresis", "centers"])
+@pytest.mark.parametrize("method", ["threshold", "watershed", "hysteresis"])
 def test_min_prob_drops_faint_objects_and_keeps_sure_ones(method):
     yy, xx = np.mgrid[:40, :60]
     interior = np.zeros((40, 60), np.float32)
     interior[(yy - 20) ** 2 + (xx - 12) ** 2 <= 36] = 0.95  # a nucleus
     interior[(yy - 20) ** 2 + (xx - 40) ** 2 <= 36] = 0.4  # faint background, just over the threshold
-    prob = np.stack([interior, np.zeros_like(interior), (interior > 0).astype(np.float32)])  # + a centre map
+    prob = np.stack([interior, np.zeros_like(interior)])
     both = probabilities_to_labels(prob, 0.3, method, min_size=5, expand=0)
     sure = probabilities_to_labels(prob, 0.3, method, min_size=5, expand=0, min_prob=0.5)
     assert both.max() == 2 and both[20, 40] > 0

@@ -142,12 +142,6 @@ def test_unknown_precision_is_refused(trained_ckpt):
         Predictor(trained_ckpt, device="cpu", precision="fp8")
 
 
-@pytest.mark.slow
-def test_centers_on_a_network_without_a_centre_output_is_refused(trained_ckpt):
-    with pytest.raises(CellsegError, match="postprocess=centers needs a network trained with postprocess=centers"):
-        Predictor(trained_ckpt, device="cpu", postprocess={"method": "centers"})
-
-
 def touching_pair_probabilities(labels: np.ndarray) -> np.ndarray:
     """Probabilities of a network that found the cells but missed their shared edges."""
     cells = (labels > 0).astype(np.float32)

@@ -16,7 +16,6 @@ from scipy.stats import mannwhitneyu
 
 from cellseg import metrics
 from cellseg.errors import CellsegError
-from cellseg.inference.predictor import Predictor
 from cellseg.models.module import CellSegModule
 from cellseg.models.schedules import Cosine
 from cellseg.postprocess import probabilities_to_labels
@@ -85,19 +84,6 @@ def test_experiment_on_real_data_reports_what_its_checkpoint_scores(experiment, 
     shared(EXPERIMENTS[experiment])
     overrides = [f"+experiment={experiment}", *SHORT_RUN]
     check_against_recomputation(tmp_path, overrides, train_run(overrides, tmp_path))
-
-
-def test_centers_trains_a_centre_output_that_prediction_uses(synthetic_root, tmp_path):
-    short = [o for o in SHORT_RUN if not o.startswith(("trainer.max_steps", "data.crop_size"))]
-    overrides = [f"data.root={synthetic_root}", "data.val_frames=[syn_003]", "data.test_frames=null",
-                 "postprocess=centers", "trainer.max_steps=25", "data.crop_size=128", *short]  # fmt: skip
-    check_against_recomputation(tmp_path, overrides, train_run(overrides, tmp_path))
-    checkpoint = load(tmp_path / "checkpoints" / "best.ckpt")
-    assert checkpoint["hyper_parameters"]["net"]["out_channels"] == 3
-    assert checkpoint["hyper_parameters"]["postprocess"]["method"] == "centers"
-    predictor = Predictor(tmp_path / "checkpoints" / "best.ckpt", device="cpu")
-    image = np.random.default_rng(0).random((96, 80)).astype(np.float32)
-    assert predictor.probabilities(image).shape == (3, 96, 80)
 
 
 def test_short_run_leaves_both_checkpoints_loadable(synthetic_overrides, tmp_path):
@@ -302,7 +288,7 @@ def test_ema_checkpoint_holds_the_averaged_weights_that_validation_scored(synthe
     assert len(moved) > len(averaged) // 2  # the averaged weights lag the raw ones
 
 
-@pytest.mark.parametrize("postprocess", ["threshold", "watershed", "hysteresis", "centers"])
+@pytest.mark.parametrize("postprocess", ["threshold", "watershed", "hysteresis"])
 def test_min_size_auto_is_a_quarter_of_the_smallest_training_cell(postprocess, tmp_path):
     cfg = compose_cfg([f"postprocess={postprocess}"], tmp_path)
     assert cfg.postprocess.min_size == "auto"

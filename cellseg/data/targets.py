@@ -1,4 +1,4 @@
-"""Training targets derived from instance labels: interior, edge band, border term and centre.
+"""Training targets derived from instance labels: interior, edge band and border term.
 
 Edges are never annotated by hand: they are computed here from the instance labels of the
 whole frame, before any crop or augmentation, so a crop border or a rotation can neither
@@ -46,29 +46,11 @@ def border_term(labels: np.ndarray, sigma: float) -> np.ndarray:
     return np.nan_to_num(term, nan=0.0).astype(np.float32)
 
 
-def center_map(labels: np.ndarray) -> np.ndarray:
-    """Each cell's distance to its own outline divided by the cell's largest: 1 on its medial
-    axis, falling to 0 at its edge and 0 on background (StarDist's object probability).
-
-    Two cells that touch meet at 0 however thin the gap, so the parts above one half are
-    several pixels apart even for packed rods 3-5 px apart edge to edge."""
-    center = np.zeros(labels.shape, np.float32)
-    for index, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
-        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)  # a border of non-cell
-        own = labels[box] == index
-        distance = ndi.distance_transform_edt(own)
-        center[box][own] = (distance / distance.max())[own]
-    return center
-
-
 def make_targets(labels: np.ndarray, edge_width: int, border_sigma: float) -> dict[str, np.ndarray]:
-    """Interior (cell minus edge band), edge band, U-Net border term and centre map of one frame."""
+    """Interior (cell minus edge band), edge band and U-Net border term of one frame."""
     edge = edge_band(labels, edge_width)
     return {
         "interior": ((labels > 0) & ~edge).astype(np.float32),
         "edge": edge.astype(np.float32),
         "border": border_term(labels, border_sigma),
-        "center": center_map(labels),
     }

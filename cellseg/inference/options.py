@@ -102,7 +102,6 @@ def check_options(cfg: DictConfig) -> None:
     if cfg.get("postprocess") is not None:
         _number(cfg, "postprocess.h", 0, 1000, open_low=True)
         _number(cfg, "postprocess.seed_threshold", 0, 1, open_low=True)
-        _number(cfg, "postprocess.center_threshold", 0, 1, open_low=True)
         _number(cfg, "postprocess.min_prob", 0, 1)
     if cfg.get("tracker") is not None:
         _number(cfg, "tracker.max_distance", 0, 1e6, open_low=True)

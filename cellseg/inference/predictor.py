@@ -71,7 +71,6 @@ POSTPROCESS_OPTIONS = {
     "expand": int,
     "h": (int, float),
     "seed_threshold": (int, float),
-    "center_threshold": (int, float),
     "min_prob": (int, float),
 }
 
@@ -137,11 +136,6 @@ class Predictor:
         self.threshold = float(threshold if threshold is not None else saved_threshold(checkpoint, ckpt))
         overrides = {k: v for k, v in (postprocess or {}).items() if v is not None}
         self.postprocess = {**hparams["postprocess"], **overrides}
-        if self.postprocess.get("method") == "centers" and int(hparams["net"].get("out_channels", 2)) < 3:
-            raise CellsegError(
-                f"{ckpt}: postprocess=centers needs a network trained with postprocess=centers "
-                "(it has no centre output); choose threshold, watershed or hysteresis"
-            )
         self.tile, self.overlap, self.batch_size, self.tta = tile, overlap, batch_size, tta
         self.edge_width = int(hparams["data"]["edge_width"])
         roc = checkpoint["state_dict"].get("roc_curve")

@@ -50,23 +50,21 @@ def predict_tiled(
     tile: int = 1024,
     overlap: int = 128,
     batch_size: int = 1,
+    channels: int = 2,
 ) -> np.ndarray:
     """Blend ``predict`` (N,1,h,w -> N,C,h,w probabilities) over the tiles of a 2-D image."""
     if image.shape[0] <= tile and image.shape[1] <= tile:  # one tile: nothing to blend
         return predict(torch.from_numpy(image)[None, None])[0]
-    out: np.ndarray | None = None  # (C, H, W), once the first tiles say C
+    out = np.zeros((channels, *image.shape), np.float32)
     norm = np.zeros(image.shape, np.float32)
     pending: list[tuple[slice, slice, np.ndarray]] = []
 
     def flush() -> None:
-        nonlocal out
         shapes = {(r.stop - r.start, c.stop - c.start) for r, c, _ in pending}
         groups = [[p for p in pending if (p[0].stop - p[0].start, p[1].stop - p[1].start) == s] for s in shapes]
         for group in groups:
             batch = torch.from_numpy(np.stack([image[r, c] for r, c, _ in group]))[:, None]
             probs = predict(batch)
-            if out is None:
-                out = np.zeros((probs.shape[1], *image.shape), np.float32)
             for (rows, cols, weight), prob in zip(group, probs):
                 out[:, rows, cols] += prob * weight
                 norm[rows, cols] += weight

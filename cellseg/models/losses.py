@@ -8,8 +8,7 @@ from torch.nn import functional as F
 
 
 class EdgeWeightedBCE(nn.Module):
-    """BCE on the interior and edge channels (and the centre map, for networks with a third
-    output), weighted per pixel.
+    """BCE on the interior and edge channels, weighted per pixel.
 
     ``w = valid * (1 + (edge_weight - 1) * edge + border_w0 * border)`` where ``edge`` is
     the edge-band target and ``border`` the U-Net term ``exp(-(d1+d2)^2 / 2 sigma^2)``
@@ -31,8 +30,7 @@ class EdgeWeightedBCE(nn.Module):
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, border: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
-        """Scalar loss from logits (N, C, H, W) and the first C target maps (interior, edge, centre)."""
-        target = target[:, : logits.shape[1]]
+        """Scalar loss from logits and targets of shape (N, 2, H, W)."""
         weight = self.weight(target, border, valid)[:, None]
         bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
         return (bce * weight).sum() / (valid.sum() * target.shape[1]).clamp_min(1)

@@ -75,7 +75,7 @@ class CellSegModule(L.LightningModule):
         self._total_steps = math.inf
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits (N, K, H, W): interior, edge (and centre) for a normalized image batch (N, C, H, W)."""
+        """Logits (N, 2, H, W) for a normalized image batch (N, C, H, W)."""
         return self.net(image.contiguous(memory_format=torch.channels_last))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

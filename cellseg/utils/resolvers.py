@@ -37,12 +37,6 @@ def num_workers(device: str) -> int:
     return 4 if device == "gpu" else 0
 
 
-def out_channels(method: str) -> int:
-    """Network outputs a post-processing method needs: interior and edge, and the centre map
-    for ``centers``."""
-    return 3 if method == "centers" else 2
-
-
 def default_max_steps(max_epochs: int | None, max_time: str | None, steps: int) -> int:
     """``steps``, unless ``max_epochs`` or ``max_time`` bounds the run: then -1 (no step limit), so
     that ``trainer.max_epochs=N`` or ``trainer.max_time=...`` alone is not cut short by the default."""
@@ -62,7 +56,6 @@ def register() -> None:
         "cellseg.accelerator": accelerator,
         "cellseg.precision": precision,
         "cellseg.num_workers": num_workers,
-        "cellseg.out_channels": out_channels,
         "cellseg.default_max_steps": default_max_steps,
         "cellseg.project_root": project_root,
     }.items():
