@@ -52,17 +52,15 @@ def recompute_best(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     module.load_state_dict(checkpoint["state_dict"])
     datamodule = instantiate(compose_cfg(overrides).data)
     datamodule.setup()
-    counts, inside, outside = metrics.InstanceCounts(), [], []
+    counts, scores, truths = metrics.InstanceCounts(), [], []
     for frame in datamodule.val_frames_data:
         with torch.no_grad():
             prob = torch.sigmoid(module.eval()(torch.from_numpy(frame.image)[None, None]))[0].numpy()
         pred = probabilities_to_labels(prob, float(module.threshold), **module.hparams.postprocess)
         counts = counts + metrics.instance_counts(frame.labels, pred)
-        truth = frame.targets["interior"] > 0
-        inside.append(prob[0][truth])
-        outside.append(prob[0][~truth])
-    scores = torch.from_numpy(np.concatenate([*inside, *outside]))
-    truth = torch.cat([torch.ones(sum(a.size for a in inside)), torch.zeros(sum(a.size for a in outside))]).long()
+        scores.append(prob[0].ravel())
+        truths.append(frame.targets["interior"].ravel() > 0)
+    scores, truth = torch.from_numpy(np.concatenate(scores)), torch.from_numpy(np.concatenate(truths)).long()
     fpr, tpr, _ = binary_roc(scores, truth, thresholds=ROC_BINS)
     return {"val/seg": counts.summary()["seg"], "val/auc": metrics.roc_auc(fpr, tpr)}
 
