@@ -18,7 +18,6 @@ import math
 import torch
 import torch._inductor.config as inductor_config
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 log = logging.getLogger(__name__)
@@ -42,21 +41,39 @@ class ShiftedMaxPool2d(nn.Module):
         return size
 
     def _pool_axis(self, x: torch.Tensor, dim: int) -> torch.Tensor:
-        """Max over the window along ``dim`` (-1 or -2), at the output positions only."""
-        length = x.shape[dim]
-        size = self._out_size(length)
-        right = max((size - 1) * self.stride + self.kernel - length - self.padding, 0)
-        pad = (self.padding, right) if dim == -1 else (0, 0, self.padding, right)
-        x = F.pad(x, pad, value=float("-inf"))
-        stop = (size - 1) * self.stride + 1
+        """Max over the window along ``dim`` (-1 or -2), at the output positions only.
 
-        def window(offset: int) -> torch.Tensor:
-            index = slice(offset, offset + stop, self.stride)
-            return x[..., index] if dim == -1 else x[..., index, :]
+        Window offset ``j`` of output ``o`` reads ``x[o * stride - padding + j]``; each offset
+        updates, in place, the outputs whose read falls inside ``x`` (the padding is -inf, so
+        the others are left alone). No padded copy: on the stem's 64x512x512 map that copy
+        cost more than the maxima themselves."""
+        length, size = x.shape[dim], self._out_size(x.shape[dim])
 
-        out = window(0)
-        for offset in range(1, self.kernel):
-            out = torch.maximum(out, window(offset))
+        def along(t: torch.Tensor, start: int, count: int, step: int) -> torch.Tensor:
+            index = slice(start, start + (count - 1) * step + 1, step)
+            return t[..., index] if dim == -1 else t[..., index, :]
+
+        spans = []  # (offset, first output, last output) of the reads inside x
+        for offset in range(self.kernel):
+            first = max(0, -((offset - self.padding) // self.stride))
+            last = min(size - 1, (length - 1 - offset + self.padding) // self.stride)
+            if first <= last:
+                spans.append((offset, first, last))
+        whole = [offset for offset, first, last in spans if (first, last) == (0, size - 1)][:2]
+        reads = [along(x, offset - self.padding, size, self.stride) for offset in whole]
+        if len(reads) == 2:
+            out = torch.maximum(*reads)
+        elif reads:
+            out = reads[0].clone()
+        else:
+            shape = (*x.shape[:dim], size, *x.shape[dim:][1:]) if dim == -2 else (*x.shape[:-1], size)
+            out = x.new_full(shape, float("-inf"))
+        for offset, first, last in spans:
+            if offset not in whole:
+                part = along(out, first, last - first + 1, 1)
+                torch.maximum(
+                    part, along(x, first * self.stride - self.padding + offset, last - first + 1, self.stride), out=part
+                )
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
