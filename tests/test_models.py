@@ -157,6 +157,19 @@ def test_matmul_transposed_conv_under_bf16_autocast_stays_close():
     assert (got - expected).abs().max() < 0.02 * expected.abs().max()
 
 
+def test_matmul_transposed_conv_weight_stays_contiguous_in_a_channels_last_model():
+    torch.manual_seed(0)
+    net = GoogLeNetFCN().eval()
+    x = torch.randn(1, 1, 64, 96)
+    with torch.no_grad():
+        expected = net(x)
+        net.to(memory_format=torch.channels_last)
+        got = net(x.contiguous(memory_format=torch.channels_last))
+    assert net.encoder.stages["stem"][0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert net.head.weight.is_contiguous()  # read as a (C_in, C_out*k*k) matrix without a copy
+    assert torch.allclose(got, expected, atol=1e-5 * expected.abs().max().item())
+
+
 def test_kernel_must_be_a_multiple_of_the_stride():
     with pytest.raises(ValueError, match="multiple of stride"):
         MatmulConvTranspose2d(4, 2, 5, stride=2)

@@ -6,7 +6,10 @@ grid of stride-sized blocks. So the layer is one ``(H*W, C_in) @ (C_in, C_out*k*
 matrix product followed by m^2 shifted block adds. The matrix product runs at the
 machine's matmul speed in any precision (in bf16 too, where oneDNN's transposed
 convolution is several times slower than in fp32), and the weights keep the layout and
-names of :class:`torch.nn.ConvTranspose2d`, so checkpoints are unchanged.
+names of :class:`torch.nn.ConvTranspose2d`, so checkpoints are unchanged. The weight stays
+contiguous when the model moves to channels_last: the matrix product reads it as a
+``(C_in, C_out*k*k)`` matrix, which a channels_last weight would have to be copied into
+on every call (12 ms of a 55 ms head on a 1024x1024 frame).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
             raise ValueError(f"kernel_size={kernel_size} must be a multiple of stride={stride}")
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
 
+    def _apply(self, fn, recurse: bool = True):
+        """As ``nn.Module._apply`` (``.to``, ``.cuda``, ...), then the weight made contiguous again."""
+        super()._apply(fn, recurse)
+        if not self.weight.is_contiguous():
+            self.weight.data = self.weight.data.contiguous()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, (H-1)*stride + kernel - 2*padding, same for W)."""
         n, c, h, w = x.shape
@@ -33,10 +43,10 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         cols = x.permute(0, 2, 3, 1).reshape(n, h * w, c) @ self.weight.reshape(c, o * k * k).to(x.dtype)
         cols = cols.view(n, h, w, o, m, s, m, s)  # patch axes: (out, block row, row, block col, col)
         dtype = torch.promote_types(cols.dtype, torch.float32)  # the overlaps add up in at least fp32
-        out = torch.zeros(n, o, h + m - 1, s, w + m - 1, s, dtype=dtype, device=x.device)
+        out = self.bias.to(dtype).view(1, o, 1, 1, 1, 1).repeat(n, 1, h + m - 1, s, w + m - 1, s)
         for a in range(m):
-            for b in range(m):
-                out[:, :, a : a + h, :, b : b + w, :] += cols[:, :, :, :, a, :, b, :].permute(0, 3, 1, 4, 2, 5)
+            for b in range(m):  # add_ on the view: ``+=`` on a slice would copy it back onto itself
+                out[:, :, a : a + h, :, b : b + w, :].add_(cols[:, :, :, :, a, :, b, :].permute(0, 3, 1, 4, 2, 5))
         full = out.view(n, o, (h + m - 1) * s, (w + m - 1) * s)
         height, width = (h - 1) * s + k - 2 * p, (w - 1) * s + k - 2 * p
-        return full[..., p : p + height, p : p + width] + self.bias.view(1, o, 1, 1)
+        return full[..., p : p + height, p : p + width]
