@@ -243,6 +243,17 @@ def test_contrast_to_noise_tells_camera_noise_from_nuclei():
     assert np.isinf(contrast_to_noise(np.full((32, 32), 7, np.uint8)))  # no noise estimate: left to normalize
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_contrast_to_noise_counts_integer_frames_as_float_ones_are_partitioned(dtype):
+    from cellseg.data.normalize import contrast_to_noise
+
+    frames, _, _ = generate_movie(n_frames=1, shape=(128, 128), seed=2)
+    frame = (frames[0].astype(np.float64) * (300 if dtype == np.uint16 else 1)).astype(dtype)
+    counted, partitioned = contrast_to_noise(frame), contrast_to_noise(frame.astype(np.float32))
+    assert 5 < counted < np.inf
+    assert counted == pytest.approx(partitioned, rel=1e-6)
+
+
 def test_csv_stream_writes_what_one_table_would_and_reads_back_or_drops_a_source(tmp_path):
     from cellseg.inference.run import TABLE_COLUMNS
 

@@ -47,9 +47,16 @@ def contrast_to_noise(image: np.ndarray) -> float:
     """How far the brightest pixels (99.8th percentile) rise above the median, in units of
     the pixel noise (estimated from neighbouring-pixel differences on every 8th row, robust
     to cells). A frame of camera noise alone scores about 3; frames with nuclei score 20 or
-    more. A noise-free image (noise estimate 0) scores infinity."""
+    more. A noise-free image (noise estimate 0) scores infinity. For 8- and 16-bit frames the
+    median difference is read off their counts: 1 ms instead of 12 for ``np.partition`` of
+    a 1024x1024 frame's many tied values."""
     median, high = percentiles(image, (50, 99.8))
-    rows = np.asarray(image[::8], dtype=np.float32)
-    spread = np.abs(rows[:, 1:] - rows[:, :-1]).ravel()  # neighbour differences centre on 0
-    sigma = 1.4826 * float(np.partition(spread, spread.size // 2)[spread.size // 2]) / np.sqrt(2)
+    rows = image[::8]
+    if rows.dtype.kind == "u" and rows.dtype.itemsize <= 2:  # whole differences: count them
+        spread = np.abs(np.diff(rows.astype(np.int32), axis=1)).ravel()
+        middle = float(np.searchsorted(np.cumsum(np.bincount(spread)), spread.size // 2, side="right"))
+    else:  # neighbour differences centre on 0
+        spread = np.abs(np.diff(np.asarray(rows, dtype=np.float32), axis=1)).ravel()
+        middle = float(np.partition(spread, spread.size // 2)[spread.size // 2])
+    sigma = 1.4826 * middle / np.sqrt(2)
     return float("inf") if sigma == 0 else (high - median) / sigma
