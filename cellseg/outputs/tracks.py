@@ -44,7 +44,6 @@ class TrackOutputs:
         remove(self.res_tmp)
         self.res_tmp.mkdir(parents=True)
         self.count = 0
-        self.written: list[tuple[Path, Path]] = []
 
     @classmethod
     def paths(cls, out_dir: Path, stem: str) -> list[Path]:
