@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from cellseg.morphology import EIGHT, close_disk, fill_holes, object_h_maxima
+from cellseg.morphology import EIGHT, close_disk, disk_offsets, fill_holes, object_h_maxima
 
 METHODS = ("threshold", "watershed", "hysteresis")
 
@@ -129,11 +129,10 @@ def grow_into(seeds: np.ndarray, region: np.ndarray, distance: int) -> np.ndarra
     width = padded.shape[1]
     ys, xs = np.divmod(band, seeds.shape[1])
     at = (ys + distance) * width + xs + distance  # the band's pixels in the padded frame
-    span = range(-distance, distance + 1)
-    disk_offsets = [(oy, ox) for oy in span for ox in span if 0 < oy * oy + ox * ox <= distance**2]
+    ring = [offset for offset in disk_offsets(distance) if offset != (0, 0)]
     found = np.zeros(band.size, seeds.dtype)
     flat = padded.ravel()
-    for oy, ox in sorted(disk_offsets, key=lambda o: o[0] ** 2 + o[1] ** 2):  # nearest first
+    for oy, ox in sorted(ring, key=lambda o: o[0] ** 2 + o[1] ** 2):  # nearest first
         empty = found == 0
         found[empty] = flat[at[empty] + oy * width + ox]
     grown.ravel()[band] = found

@@ -66,7 +66,8 @@ class ShiftedMaxPool2d(nn.Module):
         elif reads:
             out = reads[0].clone()
         else:
-            shape = (*x.shape[:dim], size, *x.shape[dim:][1:]) if dim == -2 else (*x.shape[:-1], size)
+            shape = list(x.shape)
+            shape[dim] = size
             out = x.new_full(shape, float("-inf"))
         for offset, first, last in spans:
             if offset not in whole:
