@@ -25,7 +25,9 @@ from cellseg.checkpoint import load_checkpoint
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.errors import CellsegError
 from cellseg.export import CITATIONS, center_crop, check_bioimageio, export, model_test, parse, quiet
+from cellseg.export.architectures import ARCHITECTURES
 from cellseg.inference.predictor import Predictor
+from cellseg.models.registry import NETS
 
 from .conftest import ROOT
 
@@ -214,3 +216,8 @@ def test_refusals_are_one_line_and_exit_2(case, trained_ckpt, foreign_ckpt, samp
     else:
         assert not output.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_every_network_has_a_package_description():
+    """A network cellseg can build but not describe would fail at export, after the work."""
+    assert {name.rsplit(".", 1)[-1] for name in NETS} == set(ARCHITECTURES)

@@ -11,6 +11,7 @@ import numpy as np
 
 import cellseg
 from cellseg.errors import CellsegError
+from cellseg.export.architectures import architecture
 from cellseg.export.documentation import cover_image, documentation
 from cellseg.export.network import CHANNELS, MULTIPLE, run
 from cellseg.export.options import Options
@@ -24,7 +25,7 @@ CITATIONS = (
     ("Ronneberger, Fischer, Brox 2015, U-Net: convolutional networks for biomedical image segmentation "
      "(edge-weighted loss), MICCAI", "10.1007/978-3-319-24574-4_28"),
 )  # fmt: skip
-BASE_TAGS = ("cellseg", "2d", "pytorch", "inception", "googlenet", "fcn", "cells", "semantic-segmentation")
+BASE_TAGS = ("cellseg", "2d", "pytorch", "cells", "semantic-segmentation")
 
 
 def best_validation(checkpoint: dict) -> dict[str, float]:
@@ -110,6 +111,7 @@ def describe(options: Options, checkpoint: dict, model: Any, image: np.ndarray, 
     labels = probabilities_to_labels(prob[0], config["threshold"], **config["postprocess"])
     iio.imwrite(work / "cover.png", cover_image(normalized[0, 0], prob[0], labels))
     net_name = config["network"].rsplit(".", 1)[-1]
+    arch = architecture(config["network"])
     name = options.name or f"cellseg {net_name} interior and edge"
     (work / "README.md").write_text(documentation(name, config, side, checks), encoding="utf-8")
 
@@ -158,7 +160,7 @@ def describe(options: Options, checkpoint: dict, model: Any, image: np.ndarray, 
             sample_tensor=file("sample_output.tif"),
         )
         description = options.description or (
-            f"Per-pixel probabilities of cell interior and cell edge from a fully convolutional GoogLeNet "
+            f"Per-pixel probabilities of cell interior and cell edge from {arch.phrase} "
             f"({net_name}) trained with cellseg; cells follow by thresholding the interior at "
             f"{config['threshold']:.3f} and connected components (see the documentation)."
         )
@@ -168,7 +170,7 @@ def describe(options: Options, checkpoint: dict, model: Any, image: np.ndarray, 
             authors=[v0_5.Author(name=a) for a in options.authors],
             cite=[v0_5.CiteEntry(text=text, doi=v0_5.Doi(doi)) for text, doi in CITATIONS],
             license=v0_5.LicenseId(options.license),
-            tags=list(dict.fromkeys([*BASE_TAGS, *options.tags])),
+            tags=list(dict.fromkeys([*BASE_TAGS, *arch.tags, *options.tags])),
             documentation=file("README.md"),
             covers=[file("cover.png")],
             inputs=[inputs],
@@ -188,9 +190,8 @@ def describe(options: Options, checkpoint: dict, model: Any, image: np.ndarray, 
             ),
             config=v0_5.Config(
                 bioimageio=v0_5.BioimageioConfig(
-                    architecture_type=f"GoogLeNet FCN ({net_name})"[:32],
-                    architecture_description="torchvision's GoogLeNet without pooling and classifier as the "
-                    "encoder, a transposed-convolution head back to full resolution",
+                    architecture_type=f"{arch.kind} ({net_name})"[:32],
+                    architecture_description=arch.details,
                     task="semantic-segmentation",
                     target_structure=["cells"],
                     model_parameter_count=sum(p.numel() for p in model.parameters()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cellseg.export.architectures import architecture
 from cellseg.export.weights import INPUT_ID, OPSET, OUTPUT_ID
 
 
@@ -42,9 +43,10 @@ def documentation(name: str, config: dict, side: int, checks: dict[str, float]) 
         else f"This checkpoint's `method: {method}` also splits merged neighbours between steps 2 and 3 "
         "(see `cellseg/postprocess.py`); steps 1-4 alone are the plain `threshold` method."
     )
+    net_name = config["network"].rsplit(".", 1)[-1]
     return f"""# {name}
 
-A cellseg model: a fully convolutional GoogLeNet (`{config["network"].rsplit(".", 1)[-1]}`) that gives, for every
+A cellseg model: {architecture(config["network"]).phrase} (`{net_name}`) that gives, for every
 pixel of a 2-D one-channel frame, the probability of **cell interior** and of **cell edge**.
 Exported by cellseg {config["version"]} from `{config["checkpoint"]["file"]}` (sha256
 `{config["checkpoint"]["sha256"][:16]}...`, {config["trained_steps"]} training steps).
