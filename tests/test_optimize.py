@@ -11,6 +11,7 @@ from torch import nn
 from cellseg.inference.optimize import ShiftedMaxPool2d, optimize_for_inference
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
+from cellseg.models.nets.unet import UNet
 
 from .conftest import calibrate_batchnorm
 
@@ -28,7 +29,7 @@ def test_shifted_max_pool_matches_max_pool2d(kernel, stride, padding, ceil_mode)
     assert got.shape == expected.shape and torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip, partial(GoogLeNetSkip, full_res=8)])
+@pytest.mark.parametrize("net_class", [GoogLeNetFCN, GoogLeNetSkip, partial(GoogLeNetSkip, full_res=8), UNet])
 def test_optimized_net_gives_the_same_logits(net_class):
     torch.manual_seed(0)
     net = calibrate_batchnorm(net_class())
