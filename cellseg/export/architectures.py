@@ -32,13 +32,6 @@ ARCHITECTURES = {
         "stride-16 to stride-2 features, a transposed-convolution head back to full resolution",
         GOOGLENET_TAGS,
     ),
-    "UNet": Architecture(
-        "a compact U-Net",
-        "U-Net",
-        "a U-Net trained from scratch: two 3x3 convolutions per level, max-pool down, transposed-convolution "
-        "up, skip connections at every level",
-        ("unet",),
-    ),
 }
 
 

@@ -19,12 +19,10 @@ from cellseg.errors import CellsegError
 from cellseg.models import schedules
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
-from cellseg.models.nets.unet import UNet
 
 NETS: dict[str, type] = {
     "cellseg.models.nets.googlenet_fcn.GoogLeNetFCN": GoogLeNetFCN,
     "cellseg.models.nets.googlenet_skip.GoogLeNetSkip": GoogLeNetSkip,
-    "cellseg.models.nets.unet.UNet": UNet,
 }
 OPTIMIZERS: dict[str, type] = {
     "torch.optim.RMSprop": torch.optim.RMSprop,
