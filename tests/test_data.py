@@ -84,19 +84,6 @@ def test_edge_band_separates_touching_cells():
     assert ndi.label(interior)[1] == 2
 
 
-def test_contact_band_is_where_cells_touch_not_where_they_meet_background():
-    labels = np.zeros((30, 50), np.int32)
-    labels[5:25, 5:25] = 1
-    labels[5:25, 25:45] = 2  # touches cell 1 along column 24 | 25
-    targets = make_targets(labels, 2, 5.0)
-    contact, edge = targets["contact"] > 0, targets["edge"] > 0
-    assert contact[15, 23:27].all() and not contact[15, 22] and not contact[15, 27]  # 2 px each side
-    assert not contact[5:7, 10].any() and edge[5:7, 10].all()  # the top edge meets background only
-    assert not (contact & ~edge).any()  # a part of the edge band
-    lone = make_targets(np.where(labels == 1, 1, 0), 2, 5.0)["contact"]
-    assert lone.max() == 0
-
-
 def test_border_term_peaks_between_close_cells():
     labels = np.zeros((40, 60), np.int32)
     labels[10:30, 5:25] = 1

@@ -85,8 +85,7 @@ def test_validation_skips_padding_frames():
     labels = torch.zeros(1, 64, 64, dtype=torch.int32)
     labels[:, 10:30, 10:30] = 1
     target = torch.stack([(labels > 0).float(), torch.zeros(1, 64, 64)], 1)
-    batch = {"name": ["a"], "image": torch.randn(1, 1, 64, 64), "target": target, "contact": torch.zeros(1, 64, 64),
-             "border": torch.zeros(1, 64, 64),
+    batch = {"name": ["a"], "image": torch.randn(1, 1, 64, 64), "target": target, "border": torch.zeros(1, 64, 64),
              "valid": torch.ones(1, 64, 64), "labels": labels}  # fmt: skip
     module.on_validation_epoch_start()
     with torch.no_grad():
@@ -109,23 +108,11 @@ def test_edge_errors_cost_edge_weight_times_more():
     target = torch.zeros(1, 2, 4, 4)
     target[0, 1, 0, 0] = 1  # one edge pixel
     logits = torch.zeros(1, 2, 4, 4)
-    zeros, valid = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
-    plain = EdgeWeightedBCE(edge_weight=1)(logits, target, zeros, zeros, valid)
-    weighted = EdgeWeightedBCE(edge_weight=10)(logits, target, zeros, zeros, valid)
+    border, valid = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    plain = EdgeWeightedBCE(edge_weight=1)(logits, target, border, valid)
+    weighted = EdgeWeightedBCE(edge_weight=10)(logits, target, border, valid)
     # 16 pixels x 2 channels all at log(2); the edge pixel's two terms count 10x
     assert weighted / plain == pytest.approx((30 + 2 * 10) / 32)
-
-
-def test_contact_pixels_cost_contact_weight_more():
-    target = torch.zeros(1, 2, 4, 4)
-    target[0, 1, 0, :2] = 1  # two edge pixels, one of them where two cells touch
-    contact = torch.zeros(1, 4, 4)
-    contact[0, 0, 0] = 1
-    logits, zeros, valid = torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
-    plain = EdgeWeightedBCE(edge_weight=10)(logits, target, contact, zeros, valid)
-    weighted = EdgeWeightedBCE(edge_weight=10, contact_weight=5)(logits, target, contact, zeros, valid)
-    # 14 plain pixels, two edge pixels at 10, the contact pixel at 10 + 5 (two channels each)
-    assert weighted / plain == pytest.approx((28 + 2 * 10 + 2 * 15) / (28 + 4 * 10))
 
 
 def test_invalid_pixels_are_ignored():
@@ -134,7 +121,7 @@ def test_invalid_pixels_are_ignored():
     logits[..., 0, :] = 5.0  # wrong, but only on the ignored row
     valid = torch.ones(1, 4, 4)
     valid[:, 0] = 0
-    loss = EdgeWeightedBCE()(logits, target, torch.zeros(1, 4, 4), torch.zeros(1, 4, 4), valid)
+    loss = EdgeWeightedBCE()(logits, target, torch.zeros(1, 4, 4), valid)
     assert loss < 0.01
 
 

@@ -102,19 +102,17 @@ class CropDataset(Dataset):
         rng = np.random.default_rng([self.seed, key])
         seed_augment(self.transform, rng)
         frame = self.frames[rng.choice(len(self.frames), p=self.frame_p)]
-        t = frame.targets
-        maps = [frame.image, t["interior"], t["edge"], t["contact"], t["border"]]
+        maps = [frame.image, frame.targets["interior"], frame.targets["edge"], frame.targets["border"]]
         size = window_size(self.crop_size, self.rotate)
-        (image, interior, edge, contact, border), valid = window(maps, size, rng, self.wrap, self.seam)
-        out = self.transform(image=image, masks=[interior, edge, contact, border, valid])
-        interior, edge, contact, border, valid = out["masks"]
+        (image, interior, edge, border), valid = window(maps, size, rng, self.wrap, self.seam)
+        out = self.transform(image=image, masks=[interior, edge, border, valid])
+        interior, edge, border, valid = out["masks"]
         image = out["image"]
         if self.dim > 0 and rng.random() < self.dim:
             image = dim_like_bleaching(image, rng)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image))[None],
             "target": torch.from_numpy(np.stack([interior, edge]).astype(np.float32)),
-            "contact": torch.from_numpy(np.ascontiguousarray(contact)),
             "border": torch.from_numpy(np.ascontiguousarray(border)),
             "valid": torch.from_numpy(np.ascontiguousarray(valid)),
         }
@@ -140,7 +138,6 @@ class FrameDataset(Dataset):
             "counted": torch.tensor(index < len(self.frames)),
             "image": torch.from_numpy(frame.image)[None],
             "target": torch.from_numpy(np.stack([t["interior"], t["edge"]])),
-            "contact": torch.from_numpy(t["contact"]),
             "border": torch.from_numpy(t["border"]),
             "valid": torch.ones(frame.image.shape, dtype=torch.float32),
             "labels": torch.from_numpy(frame.labels),

@@ -21,19 +21,6 @@ def edge_band(labels: np.ndarray, width: int) -> np.ndarray:
     return boundary & (labels > 0)
 
 
-def contact_band(labels: np.ndarray, width: int) -> np.ndarray:
-    """Pixels of each cell within ``width`` px (city-block) of *another* cell: the part of the
-    edge band where two touching cells meet (a septum between two rods, the line between two
-    nuclei), as opposed to where a cell meets background."""
-    footprint = ndi.iterate_structure(ndi.generate_binary_structure(2, 1), width)
-    cells = labels > 0
-    background_high = np.where(cells, labels, labels.max() + 1)
-    other = (ndi.maximum_filter(labels, footprint=footprint) != labels) | (
-        ndi.minimum_filter(background_high, footprint=footprint) != labels
-    )
-    return cells & other
-
-
 def border_term(labels: np.ndarray, sigma: float) -> np.ndarray:
     """U-Net border term ``exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels.
 
@@ -60,12 +47,10 @@ def border_term(labels: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def make_targets(labels: np.ndarray, edge_width: int, border_sigma: float) -> dict[str, np.ndarray]:
-    """Interior (cell minus edge band), edge band, its contact part and the U-Net border term
-    of one frame."""
+    """Interior (cell minus edge band), edge band and U-Net border term of one frame."""
     edge = edge_band(labels, edge_width)
     return {
         "interior": ((labels > 0) & ~edge).astype(np.float32),
         "edge": edge.astype(np.float32),
-        "contact": contact_band(labels, edge_width).astype(np.float32),
         "border": border_term(labels, border_sigma),
     }

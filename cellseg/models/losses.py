@@ -1,4 +1,4 @@
-"""Edge-weighted binary cross-entropy (optionally with contact and U-Net border weights)."""
+"""Edge-weighted binary cross-entropy (optionally with the U-Net border weight)."""
 
 from __future__ import annotations
 
@@ -10,39 +10,27 @@ from torch.nn import functional as F
 class EdgeWeightedBCE(nn.Module):
     """BCE on the interior and edge channels, weighted per pixel.
 
-    ``w = valid * (1 + (edge_weight - 1) * edge + contact_weight * contact + border_w0 * border)``
-    where ``edge`` is the edge-band target, ``contact`` the part of it where two cells touch
-    (the line that keeps them apart; no background lies between them, so the border term is 0
-    there) and ``border`` the U-Net term ``exp(-(d1+d2)^2 / 2 sigma^2)`` on background between
-    cells (all computed from the instance labels by the data module). ``valid`` is 0 where the
+    ``w = valid * (1 + (edge_weight - 1) * edge + border_w0 * border)`` where ``edge`` is
+    the edge-band target and ``border`` the U-Net term ``exp(-(d1+d2)^2 / 2 sigma^2)``
+    (computed from the instance labels by the data module). ``valid`` is 0 where the
     loss must not look (wrap seams). The loss is the weighted sum over valid pixels.
     """
 
-    def __init__(
-        self, edge_weight: float = 10.0, contact_weight: float = 0.0, border_w0: float = 0.0, border_sigma: float = 5.0
-    ):
+    def __init__(self, edge_weight: float = 10.0, border_w0: float = 0.0, border_sigma: float = 5.0):
         super().__init__()
         self.edge_weight = edge_weight
-        self.contact_weight = contact_weight
         self.border_w0 = border_w0
         self.border_sigma = border_sigma  # used by the data module to compute ``border``
 
-    def weight(
-        self, target: torch.Tensor, contact: torch.Tensor, border: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def weight(self, target: torch.Tensor, border: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Per-pixel weight of shape (N, H, W)."""
         edge = target[:, 1]
-        return valid * (1 + (self.edge_weight - 1) * edge + self.contact_weight * contact + self.border_w0 * border)
+        return valid * (1 + (self.edge_weight - 1) * edge + self.border_w0 * border)
 
     def forward(
-        self,
-        logits: torch.Tensor,
-        target: torch.Tensor,
-        contact: torch.Tensor,
-        border: torch.Tensor,
-        valid: torch.Tensor,
+        self, logits: torch.Tensor, target: torch.Tensor, border: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         """Scalar loss from logits and targets of shape (N, 2, H, W)."""
-        weight = self.weight(target, contact, border, valid)[:, None]
+        weight = self.weight(target, border, valid)[:, None]
         bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
         return (bce * weight).sum() / (valid.sum() * target.shape[1]).clamp_min(1)

@@ -80,7 +80,7 @@ class CellSegModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
-        loss = self.criterion(logits, batch["target"], batch["contact"], batch["border"], batch["valid"])
+        loss = self.criterion(logits, batch["target"], batch["border"], batch["valid"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
         return loss
@@ -113,7 +113,7 @@ class CellSegModule(L.LightningModule):
             return
         batch = {k: v[keep] for k, v in batch.items() if isinstance(v, torch.Tensor)}
         logits = self(batch["image"])
-        loss = self.criterion(logits, batch["target"], batch["contact"], batch["border"], batch["valid"])
+        loss = self.criterion(logits, batch["target"], batch["border"], batch["valid"])
         prob = torch.sigmoid(logits.float())
         truth = batch["target"][:, 0].long()
         self.val_roc.update(prob[:, 0], truth)
