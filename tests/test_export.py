@@ -145,6 +145,9 @@ def test_description_carries_the_checkpoint(package, trained_ckpt):
     assert len(cover) < 500_000 and iio.imread(cover).shape == (256, 512, 3)  # bioimage.io: 2:1, under 500 kB
     readme = package.files[rdf["documentation"]["source"]].decode()
     assert "## Validation" in readme and f"{config['threshold']:.4f}" in readme
+    arch = ARCHITECTURES[hparams["net"]["_target_"].rsplit(".", 1)[-1]]  # the trained net is googlenet_skip
+    assert rdf["config"]["bioimageio"]["architecture_description"] == arch.details and arch.phrase in readme
+    assert "decoder" in arch.details and set(arch.tags) <= set(rdf["tags"])
 
 
 def test_failed_model_test_is_one_line(package, tmp_path):
