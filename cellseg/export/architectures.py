@@ -1,4 +1,5 @@
-"""How an exported package names the network it holds, by the checkpoint's class name."""
+"""How an exported package names the network it holds, by the checkpoint's ``_target_`` name
+(the names :data:`cellseg.models.registry.NETS` builds)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ class Architecture:
 
 
 ARCHITECTURES = {
-    "GoogLeNetFCN": Architecture(
+    "cellseg.models.nets.googlenet_fcn.GoogLeNetFCN": Architecture(
         "a fully convolutional GoogLeNet",
         "GoogLeNet FCN",
         "torchvision's GoogLeNet without pooling and classifier as the encoder, a transposed-convolution "
         "head back to full resolution",
         GOOGLENET_TAGS,
     ),
-    "GoogLeNetSkip": Architecture(
+    "cellseg.models.nets.googlenet_skip.GoogLeNetSkip": Architecture(
         "a fully convolutional GoogLeNet with a skip decoder",
         "GoogLeNet FCN",
         "torchvision's GoogLeNet without pooling and classifier as the encoder, a decoder fusing its "
@@ -33,8 +34,3 @@ ARCHITECTURES = {
         GOOGLENET_TAGS,
     ),
 }
-
-
-def architecture(network: str) -> Architecture:
-    """The :class:`Architecture` of a checkpoint's ``_target_`` name."""
-    return ARCHITECTURES[network.rsplit(".", 1)[-1]]

@@ -11,7 +11,7 @@ import numpy as np
 
 import cellseg
 from cellseg.errors import CellsegError
-from cellseg.export.architectures import architecture
+from cellseg.export.architectures import ARCHITECTURES
 from cellseg.export.documentation import cover_image, documentation
 from cellseg.export.network import CHANNELS, MULTIPLE, run
 from cellseg.export.options import Options
@@ -111,7 +111,7 @@ def describe(options: Options, checkpoint: dict, model: Any, image: np.ndarray, 
     labels = probabilities_to_labels(prob[0], config["threshold"], **config["postprocess"])
     iio.imwrite(work / "cover.png", cover_image(normalized[0, 0], prob[0], labels))
     net_name = config["network"].rsplit(".", 1)[-1]
-    arch = architecture(config["network"])
+    arch = ARCHITECTURES[config["network"]]
     name = options.name or f"cellseg {net_name} interior and edge"
     (work / "README.md").write_text(documentation(name, config, side, checks), encoding="utf-8")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellseg.export.architectures import architecture
+from cellseg.export.architectures import ARCHITECTURES
 from cellseg.export.weights import INPUT_ID, OPSET, OUTPUT_ID
 
 
@@ -46,7 +46,7 @@ def documentation(name: str, config: dict, side: int, checks: dict[str, float]) 
     net_name = config["network"].rsplit(".", 1)[-1]
     return f"""# {name}
 
-A cellseg model: {architecture(config["network"]).phrase} (`{net_name}`) that gives, for every
+A cellseg model: {ARCHITECTURES[config["network"]].phrase} (`{net_name}`) that gives, for every
 pixel of a 2-D one-channel frame, the probability of **cell interior** and of **cell edge**.
 Exported by cellseg {config["version"]} from `{config["checkpoint"]["file"]}` (sha256
 `{config["checkpoint"]["sha256"][:16]}...`, {config["trained_steps"]} training steps).
