@@ -136,7 +136,7 @@ def predict_cfg(*overrides):
     ("override", "message"),
     [
         ("+thresold=0.3", r"unknown option thresold \(did you mean threshold\?\)"),
-        ("+norm.lo=1", r"unknown option norm.lo"),
+        ("+norm.lo=1", r"unknown option norm.lo \(did you mean norm.low\?\); `python predict.py --cfg job` lists them"),
         ("overlap=-5", "overlap=-5: out of range"),
         ("overlap=1024", "overlap=1024: out of range"),
         ("threshold=2", "threshold=2: out of range"),

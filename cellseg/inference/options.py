@@ -70,7 +70,7 @@ def check_options(cfg: DictConfig) -> None:
     """Raise :class:`CellsegError` for the first bad option of a ``predict.py`` config."""
     unknown = unknown_options(OmegaConf.to_container(cfg), known_keys())
     if unknown:
-        raise CellsegError(f"unknown option {unknown[0]}; `python predict.py --help` lists them")
+        raise CellsegError(f"unknown option {unknown[0]}; `python predict.py --cfg job` lists them with their defaults")
     for key, choices in CHOICES.items():
         if cfg[key] not in choices:
             raise CellsegError(f"{key}={cfg[key]!r}; use one of {', '.join(str(c).lower() for c in choices)}")
