@@ -1,7 +1,14 @@
-"""Load cellseg checkpoints safely (``weights_only=True``) with clear errors."""
+"""Load cellseg checkpoints safely (``weights_only=True``) and check everything they hold.
+
+A checkpoint is a file other people send. Loading never runs code from it, and every value
+cellseg later uses (normalization, edge width, post-processing, threshold, weights) is
+checked here to be plain, in range and finite, so a damaged or crafted file is refused with
+one line instead of failing later or giving silently wrong cells.
+"""
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,8 +17,17 @@ from typing import Any
 import torch
 
 from cellseg.errors import CellsegError
+from cellseg.postprocess import METHODS
 
 REQUIRED_HPARAMS = ("net", "data", "postprocess")
+# post-processing options a checkpoint may hold: (types, lowest, highest, lowest excluded)
+POSTPROCESS_RANGES: dict[str, tuple[type | tuple[type, ...], float, float, bool]] = {
+    "min_size": (int, 0, 2**31, False),
+    "expand": (int, 0, 100, False),
+    "h": ((int, float), 0, 1000, True),
+    "seed_threshold": ((int, float), 0, 1, True),
+    "min_prob": ((int, float), 0, 1, False),
+}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -22,6 +38,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise CellsegError(f"{path}: corrupt or truncated checkpoint (not a torch zip file); use another .ckpt")
     try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # the CRC of every record: flipped bytes in the weights
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CellsegError(
@@ -30,7 +48,68 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise CellsegError(f"{path}: corrupt or truncated checkpoint ({err}); use another .ckpt") from err
+    if damaged is not None:
+        raise CellsegError(f"{path}: corrupt checkpoint (record {damaged} fails its checksum); use another .ckpt")
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not hparams or any(key not in hparams for key in REQUIRED_HPARAMS) or "state_dict" not in checkpoint:
+    if (
+        not isinstance(hparams, dict)
+        or any(key not in hparams for key in REQUIRED_HPARAMS)
+        or not isinstance(checkpoint.get("state_dict"), dict)
+    ):
         raise CellsegError(f"{path}: not a cellseg model checkpoint; use a .ckpt written by train.py")
+    problem = _weights_problem(checkpoint["state_dict"]) or _options_problem(hparams)
+    if problem:
+        raise CellsegError(f"{path}: refused: {problem}; use a .ckpt written by train.py")
     return checkpoint
+
+
+def _number_problem(name: str, value: Any, kind: Any, low: float, high: float, open_low: bool) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        return f"{name} is {value!r}, not a finite {'integer' if kind is int else 'number'}"
+    if value < low or value > high or (open_low and value == low):
+        return f"{name}={value!r} is out of range [{low:g}, {high:g}]"
+    return None
+
+
+def _weights_problem(state_dict: dict) -> str | None:
+    """Why the tensors of ``state_dict`` cannot be used, or None."""
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        return "state_dict holds entries that are not named tensors"
+    threshold = state_dict.get("threshold")
+    if threshold is not None:
+        if threshold.numel() != 1:
+            return "the stored threshold is not one number"
+        problem = _number_problem("the stored threshold", float(threshold), float, 0, 1, True)
+        if problem:
+            return problem
+    if not all(torch.isfinite(v).all() for v in state_dict.values() if v.is_floating_point()):
+        return "the weights hold NaN or infinite values (a diverged or damaged training)"
+    return None
+
+
+def _options_problem(hparams: dict) -> str | None:
+    """Why the normalization, edge width or post-processing of ``hparams`` cannot be used, or None."""
+    data, post = hparams["data"], hparams["postprocess"]
+    norm = data.get("norm") if isinstance(data, dict) else None
+    if not isinstance(norm, dict) or set(norm) != {"low", "high"}:
+        return "data.norm is not exactly two numbers low/high"
+    problem = _number_problem("data.norm.low", norm["low"], (int, float), 0, 100, False) or _number_problem(
+        "data.norm.high", norm["high"], (int, float), 0, 100, False
+    )
+    if problem:
+        return problem
+    if norm["low"] >= norm["high"]:
+        return f"data.norm.low={norm['low']} is not below data.norm.high={norm['high']}"
+    problem = _number_problem("data.edge_width", data.get("edge_width"), int, 0, 64, False)
+    if problem:
+        return problem
+    if not isinstance(post, dict) or any(k != "method" and k not in POSTPROCESS_RANGES for k in post):
+        return "postprocess holds unknown options"
+    if post.get("method", "threshold") not in METHODS:
+        return f"postprocess.method is not one of {', '.join(METHODS)}"
+    for key, (kind, low, high, open_low) in POSTPROCESS_RANGES.items():
+        if key in post:
+            problem = _number_problem(f"postprocess.{key}", post[key], kind, low, high, open_low)
+            if problem:
+                return problem
+    return None

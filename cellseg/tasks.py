@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import pandas as pd
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cellseg import demo
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
-from cellseg.inference.predictor import check_saved_options, load_net
+from cellseg.inference.predictor import load_net
 from cellseg.models.module import CellSegModule
 from cellseg.models.registry import NETS, checked_spec
 from cellseg.outputs.atomic import write_json
@@ -63,6 +64,11 @@ def build_module(cfg: DictConfig, smallest_cell: int | None = None) -> CellSegMo
 def _check_launch(cfg: DictConfig) -> None:
     """Refuse set-ups that would silently go wrong."""
     hardware = cfg.hardware
+    if hardware.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise CellsegError(
+            f"hardware.accelerator={hardware.accelerator} but no CUDA GPU is visible; "
+            "use hardware=cpu (or hardware=auto, which picks what is there)"
+        )
     relaunches = str(hardware.strategy).startswith("ddp") and "spawn" not in str(hardware.strategy)
     if relaunches and hardware.devices != 1 and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise CellsegError(
@@ -100,11 +106,12 @@ def adopt_init_from(cfg: DictConfig) -> dict | None:
     path = Path(str(cfg.init_from)).expanduser()
     checkpoint = load_checkpoint(path)
     hparams = checkpoint["hyper_parameters"]
-    check_saved_options(hparams, path)
     weights = load_net(checkpoint, path).state_dict()  # the net the config will build: its spec and weights fit
     with open_dict(cfg):
         cfg.model = OmegaConf.create({**hparams["net"], "encoder_weights": None})
-        cfg.data.norm = OmegaConf.create(hparams["data"]["norm"])
+        # two floats, never the saved node: the data config is instantiated, and a nested
+        # _target_ in it would be called
+        cfg.data.norm = OmegaConf.create({k: float(hparams["data"]["norm"][k]) for k in ("low", "high")})
         cfg.data.edge_width = hparams["data"]["edge_width"]
     log.info("Fine-tuning %s: %s, norm %s", path, hparams["net"]["_target_"], dict(cfg.data.norm))
     return weights
@@ -147,7 +154,7 @@ def train(cfg: DictConfig) -> float | None:
     init_weights = adopt_init_from(cfg)
     show_demo = demo.wanted(cfg)
     _name_sweep_job(cfg)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # errors below stay one line
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")  # read and check all data before any process is started

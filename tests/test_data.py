@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import imageio.v3 as iio
 import numpy as np
@@ -181,6 +183,21 @@ def test_validation_shards_count_every_frame_once(synthetic_root):
 def test_data_in_channels_other_than_one_is_refused(synthetic_root):
     with pytest.raises(CellsegError, match="data.in_channels=3"):
         CellDataModule(str(synthetic_root), in_channels=3).setup()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"crop_size": 0}, "data.crop_size=0: must be a positive multiple of 32"),
+        ({"crop_size": -32}, "data.crop_size=-32: must be a positive multiple of 32"),
+        ({"crop_size": 100}, "data.crop_size=100: must be a positive multiple of 32"),
+        ({"batch_size": 0}, "data.batch_size=0: must be a positive integer"),
+        ({"batch_size": "abc"}, "data.batch_size='abc': must be a positive integer"),
+    ],
+)
+def test_bad_crop_or_batch_size_is_refused_before_reading(synthetic_root, option, message):
+    with pytest.raises(CellsegError, match=re.escape(message)):
+        CellDataModule(str(synthetic_root), **option).prepare_data()
 
 
 def test_crop_batch_shapes(synthetic_root):

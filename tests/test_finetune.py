@@ -82,6 +82,18 @@ def test_finetune_refuses_bad_starts(overrides, message, trained_ckpt, correctio
         train_run([*FINETUNE, f"data.root={corrections}", *given], tmp_path / "run")
 
 
+def test_finetune_never_calls_a_target_hidden_in_the_checkpoint(trained_ckpt, corrections, tmp_path):
+    """init_from copies the checkpoint's normalization into the data config, which Hydra
+    instantiates: a nested _target_ there must be refused, not called."""
+    flag = tmp_path / "pwned"
+    checkpoint = load(trained_ckpt)
+    checkpoint["hyper_parameters"]["data"]["norm"]["x"] = {"_target_": "os.makedirs", "name": str(flag)}
+    torch.save(checkpoint, tmp_path / "crafted.ckpt")
+    with pytest.raises(CellsegError, match="refused: data.norm is not exactly two numbers"):
+        train_run([*FINETUNE, f"init_from={tmp_path / 'crafted.ckpt'}", f"data.root={corrections}"], tmp_path / "run")
+    assert not flag.exists()
+
+
 def test_folder_data_without_root_is_one_line_not_the_synthetic_set(tmp_path):
     result = run_cli("data=folder", "logger=csv", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2 and "Traceback" not in result.stderr

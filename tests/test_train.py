@@ -194,6 +194,13 @@ def test_corrupt_resume_checkpoint_is_refused(synthetic_overrides, tmp_path):
         train_run([*synthetic_overrides, f"ckpt_path={bad}"], tmp_path / "run")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_hardware_without_a_gpu_is_one_line(synthetic_overrides, tmp_path):
+    with pytest.raises(CellsegError, match="hardware.accelerator=gpu but no CUDA GPU is visible; use hardware=cpu"):
+        train_run([*synthetic_overrides, "hardware=gpu"], tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_existing_run_is_not_overwritten(synthetic_overrides, tmp_path):
     train_run(synthetic_overrides, tmp_path)
     before = (tmp_path / "checkpoints" / "best.ckpt").read_bytes()

@@ -251,6 +251,10 @@ class CellDataModule(L.LightningDataModule):
             )
         if self.root is None:
             raise CellsegError("data.root is not set: give data.root=PATH, the folder of annotated frames")
+        for key, value, step in (("crop_size", self.crop_size, 32), ("batch_size", self.batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < step or value % step:
+                unit = "a positive multiple of 32" if step == 32 else "a positive integer"
+                raise CellsegError(f"data.{key}={value!r}: must be {unit}")
         dim = self.augment.get("dim", 0.0)
         if not isinstance(dim, (int, float)) or not 0 <= dim <= 1:
             raise CellsegError(f"data.augment.dim={dim!r}: the share of crops dimmed like a bleached frame, 0 to 1")
@@ -267,8 +271,6 @@ class CellDataModule(L.LightningDataModule):
         if self.train_frames is not None:
             return
         self._check_options()
-        if self.crop_size % 32:
-            raise CellsegError(f"data.crop_size={self.crop_size} must be a multiple of 32")
         annotated = find_frames(self.root, self.layout)
         if self.use_frames is not None:
             missing = sorted(set(self.use_frames) - {item.name for item in annotated})

@@ -56,10 +56,9 @@ def load_model(ckpt: Path) -> tuple[dict, Any]:
     """The checkpoint (checked as the Predictor checks it) and its network with the sigmoid (fp32, CPU)."""
 
     from cellseg.checkpoint import load_checkpoint
-    from cellseg.inference.predictor import check_saved_options, load_net, saved_threshold
+    from cellseg.inference.predictor import load_net, saved_threshold
 
     checkpoint = load_checkpoint(ckpt)
-    check_saved_options(checkpoint["hyper_parameters"], ckpt)
     saved_threshold(checkpoint, ckpt)
     net = load_net(checkpoint, ckpt)
     out_channels = getattr(getattr(net, "head", None), "out_channels", len(CHANNELS))

@@ -14,7 +14,7 @@ from cellseg.errors import CellsegError
 from cellseg.inference.optimize import optimize_for_inference
 from cellseg.inference.tiling import predict_tiled
 from cellseg.models.registry import build_net
-from cellseg.postprocess import METHODS, probabilities_to_labels
+from cellseg.postprocess import probabilities_to_labels
 
 
 def resolve_device(device: str) -> torch.device:
@@ -65,36 +65,6 @@ def saved_threshold(checkpoint: dict, ckpt: str | Path) -> float:
     return float(threshold)
 
 
-POSTPROCESS_OPTIONS = {
-    "method": str,
-    "min_size": int,
-    "expand": int,
-    "h": (int, float),
-    "seed_threshold": (int, float),
-    "min_prob": (int, float),
-}
-
-
-def check_saved_options(hparams: dict, ckpt: str | Path) -> None:
-    """Refuse a checkpoint whose normalization or post-processing is not plain, known values."""
-    norm = hparams["data"].get("norm") if isinstance(hparams["data"], dict) else None
-    post = hparams["postprocess"]
-    problems = []
-    if not isinstance(norm, dict) or not all(isinstance(norm.get(k), (int, float)) for k in ("low", "high")):
-        problems.append("data.norm is not two numbers low/high")
-    if not isinstance(hparams["data"].get("edge_width"), int):
-        problems.append("data.edge_width is not an integer")
-    if not isinstance(post, dict) or any(
-        k not in POSTPROCESS_OPTIONS or not isinstance(v, POSTPROCESS_OPTIONS[k]) or isinstance(v, bool)
-        for k, v in post.items()
-    ):
-        problems.append("postprocess holds unknown or non-plain options")
-    elif post.get("method", "threshold") not in METHODS:
-        problems.append(f"postprocess.method is not one of {', '.join(METHODS)}")
-    if problems:
-        raise CellsegError(f"{ckpt}: refused: {problems[0]}; use a .ckpt written by train.py")
-
-
 class Predictor:
     """A trained network with everything needed to use it on raw frames.
 
@@ -126,7 +96,6 @@ class Predictor:
     ):
         checkpoint = load_checkpoint(ckpt)
         hparams = checkpoint["hyper_parameters"]
-        check_saved_options(hparams, ckpt)
         self.device = resolve_device(device)
         self.autocast = resolve_precision(precision, self.device)
         net = optimize_for_inference(load_net(checkpoint, ckpt), compile_encoder=compile_encoder)

@@ -68,7 +68,12 @@ def checked_spec(spec: Any, known: dict[str, type], kind: str, source: str = "co
 def build_net(spec: Any, source: str = "config", **overrides: Any) -> torch.nn.Module:
     """A network from its spec (``model`` config or a checkpoint's ``hyper_parameters.net``)."""
     cls, kwargs = checked_spec(spec, NETS, "model", source)
-    return cls(**{**kwargs, **overrides})
+    try:
+        return cls(**{**kwargs, **overrides})
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. out_channels='abc' or -1
+        raise CellsegError(
+            f"{source}: {spec['_target_']} cannot be built from {str(kwargs)[:120]} ({str(err).splitlines()[0][:100]})"
+        ) from err
 
 
 def build_optimizer(spec: Any, params: Any, lr: float, source: str = "config") -> torch.optim.Optimizer:
