@@ -193,6 +193,18 @@ def test_existing_outputs_are_kept_unless_overwrite(trained_ckpt, tmp_path):
     predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out", "overwrite=true")
 
 
+@pytest.mark.parametrize("name", ["report.html", "run.json", "metrics.json", "roc.png"])
+def test_a_run_file_of_the_user_is_kept_without_overwrite(trained_ckpt, tmp_path, name):
+    """Not only measurements.csv: every file of the whole run is checked before anything is written."""
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 128)[0])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / name).write_text("mine")
+    with pytest.raises(CellsegError, match=f"{name}: exists already"):
+        predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out")
+    assert (tmp_path / "out" / name).read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [name]
+
+
 def test_default_output_is_a_new_folder_beside_the_input(trained_ckpt, tmp_path):
     from cellseg.inference.predict_task import predict
 
@@ -270,12 +282,12 @@ def constant_file(path):
         ("corrupt.tif", lambda p: p.write_bytes(b"\x00" * 50), "cannot be read"),
     ],
 )
-def test_bad_images(trained_ckpt, tmp_path, capsys, name, make, message):
+def test_bad_images(trained_ckpt, tmp_path, name, make, message):
     make(tmp_path / name)
-    with pytest.raises(CellsegError):
+    with pytest.raises(CellsegError) as error:
         predict_run(trained_ckpt, tmp_path / name, tmp_path / "out")
-    err = capsys.readouterr().err
-    assert message in err and name in err
+    assert message in str(error.value) and name in str(error.value)
+    assert not (tmp_path / "out").exists()  # the one input failed: nothing was written
 
 
 @pytest.mark.parametrize(
@@ -304,6 +316,56 @@ def test_bad_checkpoints(tmp_path):
             predict_run(tmp_path / name, tmp_path / "a.tif", tmp_path / "out")
 
 
+def _nan_weights(checkpoint):
+    key = next(k for k in checkpoint["state_dict"] if k.startswith("net.") and k.endswith("weight"))
+    checkpoint["state_dict"][key][0] = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(hyper_parameters="net data postprocess"), "not a cellseg model checkpoint"),
+        (lambda c: c.update(state_dict=[1, 2]), "not a cellseg model checkpoint"),
+        (lambda c: c["hyper_parameters"].update(data="xx"), "data.norm is not exactly two numbers"),
+        (lambda c: c["state_dict"].update(roc_curve=[1.0, 2.0]), "not named tensors"),
+        (lambda c: c["state_dict"].update(threshold=torch.tensor(float("nan"))), "threshold is nan"),
+        (lambda c: c["state_dict"].update(threshold=torch.tensor(-1.0)), "threshold=-1.0 is out of range"),
+        (_nan_weights, "NaN or infinite"),
+        (lambda c: c["hyper_parameters"]["net"].update(out_channels="abc"), "cannot be built"),
+        (lambda c: c["hyper_parameters"]["net"].update(out_channels=-1), "cannot be built"),
+        (lambda c: c["hyper_parameters"]["postprocess"].update(h=-3.0), "postprocess.h=-3.0 is out of range"),
+        (lambda c: c["hyper_parameters"]["postprocess"].update(min_size=-5), "postprocess.min_size=-5"),
+        (lambda c: c["hyper_parameters"]["postprocess"].update(expand=-2), "postprocess.expand=-2"),
+        (lambda c: c["hyper_parameters"]["postprocess"].update(colour="red"), "unknown options"),
+        (lambda c: c["hyper_parameters"]["data"]["norm"].update(low=float("nan")), "data.norm.low is nan"),
+        (lambda c: c["hyper_parameters"]["data"]["norm"].update(low=-50, high=300), "data.norm.low=-50"),
+        (lambda c: c["hyper_parameters"]["data"]["norm"].update(low=99, high=1), "is not below data.norm.high"),
+        (lambda c: c["hyper_parameters"]["data"].update(edge_width=-1), "data.edge_width=-1"),
+    ],
+)
+def test_damaged_checkpoints_are_refused_in_one_line(trained_ckpt, tmp_path, edit, message):
+    checkpoint = torch.load(trained_ckpt, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, tmp_path / "damaged.ckpt")
+    with pytest.raises(CellsegError, match=message):
+        Predictor(tmp_path / "damaged.ckpt", device="cpu")
+
+
+def test_flipped_bytes_in_the_weights_are_caught_by_the_checksum(trained_ckpt, tmp_path):
+    import struct
+    import zipfile
+
+    data = bytearray(trained_ckpt.read_bytes())
+    with zipfile.ZipFile(trained_ckpt) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)  # the largest tensor
+    name_length, extra_length = struct.unpack("<HH", data[record.header_offset + 26 : record.header_offset + 30])
+    start = record.header_offset + 30 + name_length + extra_length  # the record's stored bytes
+    data[start + 100 : start + 4196] = bytes(b ^ 0xFF for b in data[start + 100 : start + 4196])
+    (tmp_path / "flipped.ckpt").write_bytes(bytes(data))
+    with pytest.raises(CellsegError, match="fails its checksum"):
+        Predictor(tmp_path / "flipped.ckpt", device="cpu")
+
+
 def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
     checkpoint = torch.load(trained_ckpt, weights_only=True)
     net = checkpoint["hyper_parameters"]["net"]
@@ -314,6 +376,13 @@ def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
     torch.save(checkpoint, tmp_path / "mismatch.ckpt")
     with pytest.raises(CellsegError, match="weights do not fit"):
         Predictor(tmp_path / "mismatch.ckpt")
+
+
+def test_output_into_the_input_folder_is_refused(trained_ckpt, tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 64)[0])
+    with pytest.raises(CellsegError, match="is the input folder"):
+        predict_run(trained_ckpt, tmp_path, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
 
 
 def test_unwritable_output(trained_ckpt, tmp_path):

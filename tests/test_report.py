@@ -175,7 +175,7 @@ def test_report_failure_keeps_the_other_outputs(trained_ckpt, tmp_path, monkeypa
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "report.html").write_text("a stale report of an earlier run")
     with caplog.at_level(logging.WARNING, logger="cellseg.outputs.report"):
-        stats = predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out")
+        stats = predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out", "overwrite=true")
     out = tmp_path / "out"
     assert stats.images == 1 and tifffile.imread(out / "a_labels.tif").max() > 0
     assert len(pd.read_csv(out / "measurements.csv")) == stats.cells

@@ -120,6 +120,8 @@ def decide_axes(shape: tuple[int, ...], axes: str | None, path: Path, channel: i
             )
         if not 0 <= channel < sizes["C"]:
             raise CellsegError(f"{path}: channel={channel} but the image has channels 0..{sizes['C'] - 1}")
+    elif channel:
+        raise CellsegError(f"{path}: channel={channel} but the image has one channel; drop channel= (or pass 0)")
     return names, sizes.get("T", 1)
 
 

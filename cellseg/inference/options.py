@@ -25,6 +25,7 @@ CHOICES = {
 }
 FLAGS = ("overwrite", "skip_existing", "tta", "save_prob", "save_overlay", "save_tracks", "save_rois")
 PATHS = ("ckpt", "input", "output", "gt")
+REQUIRED = ("ckpt", "input")
 
 
 def known_keys() -> dict[str, Any]:
@@ -68,6 +69,9 @@ def _number(cfg: DictConfig, key: str, low: float, high: float, integer: bool = 
 
 def check_options(cfg: DictConfig) -> None:
     """Raise :class:`CellsegError` for the first bad option of a ``predict.py`` config."""
+    for key in REQUIRED:
+        if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
+            raise CellsegError(f"{key}= is required: python predict.py ckpt=PATH input=PATH [output=DIR]")
     unknown = unknown_options(OmegaConf.to_container(cfg), known_keys())
     if unknown:
         raise CellsegError(f"unknown option {unknown[0]}; `python predict.py --cfg job` lists them with their defaults")

@@ -76,6 +76,11 @@ def predict(cfg: DictConfig) -> RunStats:
     given = expand_path(cfg.input)
     default_out = (given if given.is_dir() else sources[0].paths[0].parent) / "cellseg_out"
     out_dir = expand_path(cfg.output) or default_out
+    if given.is_dir() and out_dir.resolve() == given.resolve():
+        raise CellsegError(
+            f"output={cfg.output}: is the input folder; the outputs would be read as images by the next run "
+            f"of it; choose another output=DIR (the default is {default_out})"
+        )
     gt = expand_path(cfg.gt)
     if gt is not None and not gt.is_dir():
         raise CellsegError(f"gt={cfg.gt}: not a folder; pass the folder of ground-truth masks or a CTC XX_GT folder")

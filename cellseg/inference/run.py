@@ -96,6 +96,10 @@ def labels_dtype(first: np.ndarray, n_frames: int) -> np.dtype:
     return np.dtype(np.uint32 if largest >= limit else np.uint16)
 
 
+# files of the whole run, rewritten at its end: measurements.csv first
+RUN_FILES = ("measurements.csv", "run.json", "report.html", "metrics.json", "roc.png")
+
+
 class PredictionRun:
     """Segment (and track) every source with one predictor; files appear only when complete."""
 
@@ -120,6 +124,7 @@ class PredictionRun:
 
     def prepare(self) -> Path:
         """Create the output folder, check it is writable; return the measurements path."""
+        self.created = not self.out_dir.exists()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe = self.out_dir / ".cellseg_write_test"
@@ -129,17 +134,19 @@ class PredictionRun:
             raise CellsegError(
                 f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR"
             ) from err
-        table = self.out_dir / "measurements.csv"
-        if table.exists() and not (self.options.overwrite or self.options.skip_existing):
+        existing = [self.out_dir / name for name in RUN_FILES if (self.out_dir / name).exists()]
+        if existing and not (self.options.overwrite or self.options.skip_existing):
             raise CellsegError(
-                f"{table}: exists already; pass skip_existing=true to finish an interrupted run, "
+                f"{existing[0]}: exists already; pass skip_existing=true to finish an interrupted run, "
                 "overwrite=true to redo it, or choose another output=DIR"
             )
-        return table
+        return self.out_dir / RUN_FILES[0]
 
     def run(self, sources: list[Source]) -> RunStats:
-        """Process all sources; one that fails is reported on stderr and skipped."""
+        """Process all sources; one that fails is reported on stderr and skipped. When none
+        succeeds, nothing is written: the error is raised (one source) or summed up."""
         self.table = CsvStream(self.prepare(), TABLE_COLUMNS)
+        errors = []
         try:
             with Progress(transient=True) as progress:
                 task = progress.add_task("images", total=len(sources), visible=len(sources) > 1)
@@ -147,7 +154,9 @@ class PredictionRun:
                     try:
                         self.process(source, progress)
                     except CellsegError as err:
-                        print(f"cellseg: error: {err}", file=sys.stderr)
+                        if len(sources) > 1:
+                            print(f"cellseg: error: {err}", file=sys.stderr)
+                        errors.append(str(err))
                         self.stats.failed.append(source.label)
                     progress.advance(task)
         except BaseException:
@@ -155,6 +164,11 @@ class PredictionRun:
             raise
         finally:
             self.files.shutdown()
+        if errors and not (self.stats.images or self.stats.skipped):
+            self.table.discard()
+            if self.created and not any(self.out_dir.iterdir()):
+                self.out_dir.rmdir()
+            raise CellsegError(errors[0] if len(errors) == 1 else f"all {len(errors)} inputs failed (reported above)")
         self.table.commit()
         if self.evaluator is not None and self.evaluator.per_image:
             self.stats.metrics = self.evaluator.finish()
@@ -262,16 +276,29 @@ class PredictionRun:
         """Rows of an already finished source, measured again from its labels, raw frames and
         (where it was saved) probabilities."""
         prob_path = self.out_dir / f"{source.name}_prob.tif"
+        redo = "delete it or pass overwrite=true to segment the source again"
+        rows = []
         with ExitStack() as stack:
-            pages = stack.enter_context(tifffile.TiffFile(labels_path)).series[0].pages
-            probs = stack.enter_context(tifffile.TiffFile(prob_path)).series[0].pages if prob_path.exists() else None
-            rows = []
-            for index, raw in source.frames():
-                if isinstance(raw, BadFrame):
-                    continue
-                labels = np.squeeze(pages[index].asarray()).astype(np.int64)
-                prob = np.squeeze(probs[index].asarray()).astype(np.float32) if probs is not None else None
-                rows.append(table_rows(labels, raw, source, index, self.tracked(source), prob))
+            try:
+                pages = stack.enter_context(tifffile.TiffFile(labels_path)).series[0].pages
+                probs = None
+                if prob_path.exists():
+                    probs = stack.enter_context(tifffile.TiffFile(prob_path)).series[0].pages
+                for index, raw in source.frames():
+                    if isinstance(raw, BadFrame):
+                        continue
+                    labels = np.squeeze(pages[index].asarray()).astype(np.int64)
+                    prob = np.squeeze(probs[index].asarray()).astype(np.float32) if probs is not None else None
+                    if labels.shape != raw.shape or (prob is not None and prob.shape != raw.shape):
+                        raise CellsegError(
+                            f"{labels_path}: frame {index} has shape {labels.shape}, its source {raw.shape}: "
+                            f"the outputs of another image; {redo}"
+                        )
+                    rows.append(table_rows(labels, raw, source, index, self.tracked(source), prob))
+            except CellsegError:
+                raise
+            except Exception as err:  # tifffile and its codecs raise many kinds for a damaged file
+                raise CellsegError(f"{labels_path}: existing outputs unreadable ({err}); {redo}") from err
         log.info("%s: labels exist (skip_existing=true): measured again, not segmented", labels_path)
         return pd.concat(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
 
