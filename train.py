@@ -17,5 +17,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_arguments(sys.argv[1:])
+    check_arguments(sys.argv[1:], "train")
     main()

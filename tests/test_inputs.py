@@ -52,6 +52,12 @@ def test_ambiguous_or_unsupported_axes_are_refused(tmp_path, shape, axes, messag
         decide_axes(shape, axes, tmp_path / "x.tif", None)
 
 
+def test_a_channel_above_0_of_a_one_channel_image_is_refused(tmp_path):
+    assert decide_axes((64, 48), None, tmp_path / "x.tif", 0) == ("YX", 1)
+    with pytest.raises(CellsegError, match="x.tif: channel=1 but the image has one channel"):
+        decide_axes((64, 48), None, tmp_path / "x.tif", 1)
+
+
 def test_two_channel_image_is_not_read_as_a_movie(tmp_path):
     """tifffile stores (Y, X, 2) as 64 pages without axis names: the shape rule applies."""
     tifffile.imwrite(tmp_path / "two.tif", np.zeros((64, 48, 2), np.uint16))
@@ -163,6 +169,16 @@ def test_bad_options_are_refused_at_start_up(override, message):
         check_options(cfg)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "missing"),
+    [(["input=x.tif"], "ckpt"), (["ckpt=m.ckpt"], "input"), (["ckpt=null", "input=x.tif"], "ckpt")],
+)
+def test_ckpt_and_input_are_required(overrides, missing):
+    cfg = compose_cfg(overrides, config_name="predict")
+    with pytest.raises(CellsegError, match=f"^{missing}= is required: python predict.py ckpt=PATH input=PATH"):
+        check_options(cfg)
+
+
 def test_good_options_pass():
     check_options(predict_cfg("threshold=0.4", "min_size=auto", "postprocess=watershed", "postprocess.h=3"))
 
@@ -184,6 +200,52 @@ def test_unquoted_paths_get_one_line_on_how_to_quote(value, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"input=\"'{value}'\"" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [("in/it's.tif", 'input="\\"in/it\'s.tif\\""'), ("in/pos,1.tif", "input=\"'in/pos,1.tif'\"")],
+)
+def test_paths_with_hydra_syntax_get_one_line_on_how_to_quote(value, quoted, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_arguments([f"input={value}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and quoted in err, err
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "message"),
+    [
+        ("predict", ["ckpt=a", "input=b", "thresold=0.3"], "unknown option thresold (did you mean threshold?)"),
+        (
+            "predict",
+            ["ckpt=a", "input=b", "postprocess=foo"],
+            "postprocess=foo: no such postprocess config; use one of hysteresis, threshold, watershed",
+        ),  # fmt: skip
+        ("train", ["hardware=nonexistent"], "hardware=nonexistent: no such hardware config; use one of auto, cpu"),
+        ("train", ["trainer.max_stepz=5"], "unknown option trainer.max_stepz (did you mean trainer.max_steps?)"),
+        ("train", ["+experiment=nope"], "experiment=nope: no such experiment config; use one of bacteria_edge"),
+    ],
+)
+def test_options_hydra_cannot_compose_are_one_line(config, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check_arguments(argv, config)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["+experiment=mes_edge_weight", "seed=3", "data.test_sequence=null", "hydra.run.dir=/tmp/x"],
+        ["-m", "seed=1,2"],
+        ["--cfg", "job"],
+    ],
+)
+def test_commands_hydra_accepts_pass_the_check(argv):
+    check_arguments(argv, "train")  # no exit
 
 
 def test_quoted_paths_pass_and_reach_the_file(tmp_path):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import netrc
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
-from omegaconf import DictConfig
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
 
 from cellseg.errors import CellsegError
 
@@ -39,20 +44,91 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
-def check_arguments(argv: list[str]) -> None:
-    """Stop with one line where Hydra's override parser would reject an argument with its own
-    message: a value with spaces or non-ASCII characters must be quoted for Hydra."""
+# options whose values are paths: Hydra's grammar gives , [ ] { } ( ) = ' " and spaces meanings
+PATH_KEYS = ("ckpt", "input", "output", "gt", "init_from", "ckpt_path", "data.root", "data.test_sequence")
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _quoted(key: str, value: str) -> str:
+    """``key=value`` quoted for Hydra inside the shell's double quotes."""
+    return f"{key}=\"'{value}'\"" if "'" not in value else f'{key}="\\"{value}\\""'
+
+
+def _refuse(message: str) -> NoReturn:
+    print(f"cellseg: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_arguments(argv: list[str], config_name: str | None = None) -> None:
+    """Stop with one line (exit code 2) where Hydra would reject the command line with its own
+    multi-line message: a path it cannot parse, and with ``config_name`` an unknown option or
+    config group choice."""
+    parser = OverridesParser.create()
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep or key.startswith("-") or value[:1] in ("'", '"'):
+        if not sep or arg.startswith("-") or value[:1] in ("'", '"'):
             continue
         if any(ch.isspace() for ch in value) or not value.isascii():
-            print(
-                f"cellseg: error: {key}={value}: Hydra needs values with spaces or non-ASCII characters "
-                f"quoted; write {key}=\"'{value}'\" (double quotes for the shell, single for Hydra)",
-                file=sys.stderr,
+            _refuse(
+                f"{key}={value}: Hydra needs values with spaces or non-ASCII characters quoted; "
+                f"write {_quoted(key, value)} (double quotes for the shell, inner ones for Hydra)"
             )
-            sys.exit(2)
+        try:
+            parsed = parser.parse_override(arg)
+        except HydraException:
+            parsed = None
+        if key.lstrip("+~") in PATH_KEYS and (parsed is None or not isinstance(parsed.value(), (str, type(None)))):
+            _refuse(f"{key}={value}: Hydra does not read this as one path; write {_quoted(key, value)}")
+        if parsed is None:
+            _refuse(f"{arg}: Hydra cannot parse this override; quote the value: {_quoted(key, value)}")
+    if config_name and not any(arg.startswith("-") for arg in argv):  # --cfg, --help, -m: Hydra's modes
+        check_composes([a for a in argv if not a.lstrip("+~").startswith("hydra")], config_name)
+
+
+def check_composes(overrides: list[str], config_name: str) -> None:
+    """Compose the config as Hydra will; an unknown option or group choice is one line."""
+    script = f"python {config_name}.py --cfg job"
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            compose(config_name, overrides=overrides)
+    except MissingConfigException as err:
+        lines = str(err).splitlines()
+        missing = next((line.split("'")[3] for line in lines if "Could not find '" in line), None)
+        choices = [line.strip() for line in lines if line.startswith("\t") and "provider=" not in line]
+        if missing and "/" in missing:
+            group, name = missing.rsplit("/", 1)
+            _refuse(f"{group}={name}: no such {group} config; use one of {', '.join(choices)}")
+        _refuse(f"{lines[0]}; {script} lists the options")
+    except ConfigCompositionException as err:
+        first = str(err).splitlines()[0]
+        bad = next((o for o in overrides if first.startswith(f"Could not override '{o.split('=')[0]}'")), None)
+        if bad is None:
+            _refuse(f"{first}; {script} lists the options")
+        key = bad.split("=")[0]
+        close = difflib.get_close_matches(key, _option_names([o for o in overrides if o != bad], config_name), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        _refuse(f"unknown option {key}{hint}; {script} lists the options (a new key needs +{bad})")
+    except HydraException as err:
+        _refuse(f"{str(err).splitlines()[0]}; {script} lists the options")
+
+
+def _option_names(overrides: list[str], config_name: str) -> list[str]:
+    """Dotted names of every option of the composed config."""
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=False)
+    except HydraException:
+        return []
+
+    def names(node: dict, prefix: str = "") -> list[str]:
+        found = []
+        for key, value in node.items():
+            found.append(f"{prefix}{key}")
+            if isinstance(value, dict):
+                found += names(value, f"{prefix}{key}.")
+        return found
+
+    return names(cfg)
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
