@@ -38,8 +38,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise CellsegError(f"{path}: corrupt or truncated checkpoint (not a torch zip file); use another .ckpt")
     try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()  # the CRC of every record: flipped bytes in the weights
+        with zipfile.ZipFile(path) as archive:  # the CRC of every record: flipped bytes in the weights
+            has_crcs = any(info.CRC for info in archive.infolist())  # torch can save without them
+            damaged = archive.testzip() if has_crcs else None
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CellsegError(
@@ -57,7 +58,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         or not isinstance(checkpoint.get("state_dict"), dict)
     ):
         raise CellsegError(f"{path}: not a cellseg model checkpoint; use a .ckpt written by train.py")
-    problem = _weights_problem(checkpoint["state_dict"]) or _options_problem(hparams)
+    problem = _weights_problem(checkpoint["state_dict"]) or options_problem(hparams)
     if problem:
         raise CellsegError(f"{path}: refused: {problem}; use a .ckpt written by train.py")
     return checkpoint
@@ -67,7 +68,7 @@ def _number_problem(name: str, value: Any, kind: Any, low: float, high: float, o
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
         return f"{name} is {value!r}, not a finite {'integer' if kind is int else 'number'}"
     if value < low or value > high or (open_low and value == low):
-        return f"{name}={value!r} is out of range [{low:g}, {high:g}]"
+        return f"{name}={value!r} is out of range {'(' if open_low else '['}{low:g}, {high:g}]"
     return None
 
 
@@ -79,7 +80,7 @@ def _weights_problem(state_dict: dict) -> str | None:
     if threshold is not None:
         if threshold.numel() != 1:
             return "the stored threshold is not one number"
-        problem = _number_problem("the stored threshold", float(threshold), float, 0, 1, True)
+        problem = _number_problem("the stored threshold", float(threshold), float, 0, 1, False)
         if problem:
             return problem
     if not all(torch.isfinite(v).all() for v in state_dict.values() if v.is_floating_point()):
@@ -87,8 +88,10 @@ def _weights_problem(state_dict: dict) -> str | None:
     return None
 
 
-def _options_problem(hparams: dict) -> str | None:
-    """Why the normalization, edge width or post-processing of ``hparams`` cannot be used, or None."""
+def options_problem(hparams: dict) -> str | None:
+    """Why the normalization, edge width or post-processing of ``hparams`` cannot be used, or
+    None. Training checks its own options with it first, so it never writes a checkpoint that
+    prediction would refuse."""
     data, post = hparams["data"], hparams["postprocess"]
     norm = data.get("norm") if isinstance(data, dict) else None
     if not isinstance(norm, dict) or set(norm) != {"low", "high"}:

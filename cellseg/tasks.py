@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cellseg import demo
-from cellseg.checkpoint import load_checkpoint
+from cellseg.checkpoint import load_checkpoint, options_problem
 from cellseg.errors import CellsegError
 from cellseg.inference.predictor import load_net
 from cellseg.models.module import CellSegModule
@@ -64,11 +64,16 @@ def build_module(cfg: DictConfig, smallest_cell: int | None = None) -> CellSegMo
 def _check_launch(cfg: DictConfig) -> None:
     """Refuse set-ups that would silently go wrong."""
     hardware = cfg.hardware
-    if hardware.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    gpu = torch.cuda.is_available() or (hardware.accelerator == "gpu" and torch.backends.mps.is_available())
+    if hardware.accelerator in ("gpu", "cuda") and not gpu:
         raise CellsegError(
             f"hardware.accelerator={hardware.accelerator} but no CUDA GPU is visible; "
             "use hardware=cpu (or hardware=auto, which picks what is there)"
         )
+    saved = {"data": {"norm": _plain(cfg.data.norm), "edge_width": cfg.data.edge_width}}
+    problem = options_problem({**saved, "postprocess": postprocess_options(cfg, None)})
+    if problem:  # the checkpoint would be refused by prediction after the whole training
+        raise CellsegError(f"{problem}; change the option")
     relaunches = str(hardware.strategy).startswith("ddp") and "spawn" not in str(hardware.strategy)
     if relaunches and hardware.devices != 1 and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise CellsegError(

@@ -242,6 +242,10 @@ def test_options_hydra_cannot_compose_are_one_line(config, argv, message, capsys
         ["+experiment=mes_edge_weight", "seed=3", "data.test_sequence=null", "hydra.run.dir=/tmp/x"],
         ["-m", "seed=1,2"],
         ["--cfg", "job"],
+        ["+sweep=mes_edge_weight", "seed=1,2"],  # the sweep config sets hydra.mode itself
+        ["hydra.mode=MULTIRUN", "seed=1,2"],
+        ["-m", "data.root=/a,/b"],  # a sweep over paths
+        ["hydra.searchpath=[file:///nowhere]", "+experiment=mine"],  # left to Hydra
     ],
 )
 def test_commands_hydra_accepts_pass_the_check(argv):

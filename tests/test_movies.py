@@ -177,8 +177,9 @@ def test_float_image_with_nan_is_refused(trained_ckpt, tmp_path, capsys, kind):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda path: path.write_bytes(path.read_bytes()[:300]), "existing outputs unreadable"),
+        (lambda path: path.write_bytes(path.read_bytes()[:300]), "unreadable"),
         (lambda path: tifffile.imwrite(path, np.ones((50, 50), np.uint16)), r"has shape \(50, 50\), its source"),
+        (lambda path: tifffile.imwrite(path, np.ones((2, 128, 128), np.uint16)), "2 pages for 1 frames"),
     ],
 )
 def test_skip_existing_refuses_labels_it_cannot_use(trained_ckpt, tmp_path, damage, message):

@@ -366,6 +366,27 @@ def test_flipped_bytes_in_the_weights_are_caught_by_the_checksum(trained_ckpt, t
         Predictor(tmp_path / "flipped.ckpt", device="cpu")
 
 
+def test_edge_values_training_can_store_load(trained_ckpt, tmp_path):
+    """Threshold 0 (the ROC's lowest bin, which an early validation can pick), min_size 0,
+    an integer h and integer percentiles are what train.py may write."""
+    checkpoint = torch.load(trained_ckpt, weights_only=True)
+    checkpoint["state_dict"]["threshold"] = torch.tensor(0.0)
+    checkpoint["hyper_parameters"]["postprocess"].update(min_size=0, h=2)
+    checkpoint["hyper_parameters"]["data"]["norm"] = {"low": 1, "high": 99}
+    torch.save(checkpoint, tmp_path / "edge.ckpt")
+    assert Predictor(tmp_path / "edge.ckpt", device="cpu").threshold == 0.0
+
+
+def test_a_checkpoint_saved_without_checksums_loads(trained_ckpt, tmp_path):
+    checkpoint = torch.load(trained_ckpt, weights_only=True)
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(checkpoint, tmp_path / "nocrc.ckpt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert Predictor(tmp_path / "nocrc.ckpt", device="cpu").threshold == float(checkpoint["state_dict"]["threshold"])
+
+
 def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
     checkpoint = torch.load(trained_ckpt, weights_only=True)
     net = checkpoint["hyper_parameters"]["net"]

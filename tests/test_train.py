@@ -201,6 +201,12 @@ def test_gpu_hardware_without_a_gpu_is_one_line(synthetic_overrides, tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_options_prediction_would_refuse_are_refused_before_training(synthetic_overrides, tmp_path):
+    with pytest.raises(CellsegError, match=r"postprocess.h=0 is out of range \(0, 1000\]; change the option"):
+        train_run([*synthetic_overrides, "postprocess=watershed", "postprocess.h=0"], tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_existing_run_is_not_overwritten(synthetic_overrides, tmp_path):
     train_run(synthetic_overrides, tmp_path)
     before = (tmp_path / "checkpoints" / "best.ckpt").read_bytes()

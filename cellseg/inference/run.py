@@ -277,28 +277,37 @@ class PredictionRun:
         (where it was saved) probabilities."""
         prob_path = self.out_dir / f"{source.name}_prob.tif"
         redo = "delete it or pass overwrite=true to segment the source again"
+
+        def page(pages, index: int, path: Path, dtype) -> np.ndarray:
+            try:
+                return np.squeeze(pages[index].asarray()).astype(dtype)
+            except Exception as err:  # tifffile and its codecs raise many kinds for a damaged file
+                raise CellsegError(f"{path}: page {index} unreadable ({err}); {redo}") from err
+
         rows = []
         with ExitStack() as stack:
-            try:
-                pages = stack.enter_context(tifffile.TiffFile(labels_path)).series[0].pages
-                probs = None
-                if prob_path.exists():
-                    probs = stack.enter_context(tifffile.TiffFile(prob_path)).series[0].pages
-                for index, raw in source.frames():
-                    if isinstance(raw, BadFrame):
-                        continue
-                    labels = np.squeeze(pages[index].asarray()).astype(np.int64)
-                    prob = np.squeeze(probs[index].asarray()).astype(np.float32) if probs is not None else None
-                    if labels.shape != raw.shape or (prob is not None and prob.shape != raw.shape):
-                        raise CellsegError(
-                            f"{labels_path}: frame {index} has shape {labels.shape}, its source {raw.shape}: "
-                            f"the outputs of another image; {redo}"
-                        )
-                    rows.append(table_rows(labels, raw, source, index, self.tracked(source), prob))
-            except CellsegError:
-                raise
-            except Exception as err:  # tifffile and its codecs raise many kinds for a damaged file
-                raise CellsegError(f"{labels_path}: existing outputs unreadable ({err}); {redo}") from err
+            stacks = {}
+            for path in (labels_path, prob_path) if prob_path.exists() else (labels_path,):
+                try:
+                    stacks[path] = stack.enter_context(tifffile.TiffFile(path)).series[0].pages
+                except Exception as err:  # not a TIFF, truncated
+                    raise CellsegError(f"{path}: existing outputs unreadable ({err}); {redo}") from err
+                if len(stacks[path]) != source.n_frames:
+                    raise CellsegError(
+                        f"{path}: {len(stacks[path])} pages for {source.n_frames} frames: the outputs of "
+                        f"another image; {redo}"
+                    )
+            for index, raw in source.frames():
+                if isinstance(raw, BadFrame):
+                    continue
+                labels = page(stacks[labels_path], index, labels_path, np.int64)
+                prob = page(stacks[prob_path], index, prob_path, np.float32) if prob_path in stacks else None
+                if labels.shape != raw.shape or (prob is not None and prob.shape != raw.shape):
+                    raise CellsegError(
+                        f"{labels_path}: frame {index} has shape {labels.shape}, its source {raw.shape}: "
+                        f"the outputs of another image; {redo}"
+                    )
+                rows.append(table_rows(labels, raw, source, index, self.tracked(source), prob))
         log.info("%s: labels exist (skip_existing=true): measured again, not segmented", labels_path)
         return pd.concat(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
 

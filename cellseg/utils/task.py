@@ -47,6 +47,11 @@ def finish_wandb() -> None:
 # options whose values are paths: Hydra's grammar gives , [ ] { } ( ) = ' " and spaces meanings
 PATH_KEYS = ("ckpt", "input", "output", "gt", "init_from", "ckpt_path", "data.root", "data.test_sequence")
 CONF = Path(__file__).resolve().parents[2] / "conf"
+# arguments that make a multirun without -m (their configs set hydra.mode), and the Hydra
+# settings of a plain run (Lightning's DDP ranks add them); other Hydra settings (searchpath,
+# launcher) change what composes, so the check leaves those command lines to Hydra
+MULTIRUN_ARGS = ("hydra.mode=MULTIRUN", "sweep=", "hparams_search=")
+RUN_SETTINGS = ("hydra.run.", "hydra.job.", "hydra.output_subdir", "hydra.verbose")
 
 
 def _quoted(key: str, value: str) -> str:
@@ -62,8 +67,10 @@ def _refuse(message: str) -> NoReturn:
 def check_arguments(argv: list[str], config_name: str | None = None) -> None:
     """Stop with one line (exit code 2) where Hydra would reject the command line with its own
     multi-line message: a path it cannot parse, and with ``config_name`` an unknown option or
-    config group choice."""
+    config group choice. Sweeps and Hydra's own settings are left to Hydra."""
     parser = OverridesParser.create()
+    multirun = any(arg in ("-m", "--multirun") or arg.lstrip("+").startswith(MULTIRUN_ARGS) for arg in argv)
+    sweeps = False
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or arg.startswith("-") or value[:1] in ("'", '"'):
@@ -77,12 +84,17 @@ def check_arguments(argv: list[str], config_name: str | None = None) -> None:
             parsed = parser.parse_override(arg)
         except HydraException:
             parsed = None
-        if key.lstrip("+~") in PATH_KEYS and (parsed is None or not isinstance(parsed.value(), (str, type(None)))):
+        swept = parsed is not None and parsed.is_sweep_override()
+        sweeps = sweeps or swept
+        one_path = parsed is not None and isinstance(parsed.value(), (str, type(None)))
+        if key.lstrip("+~") in PATH_KEYS and not one_path and not (multirun and swept):  # -m input=a,b sweeps
             _refuse(f"{key}={value}: Hydra does not read this as one path; write {_quoted(key, value)}")
         if parsed is None:
             _refuse(f"{arg}: Hydra cannot parse this override; quote the value: {_quoted(key, value)}")
-    if config_name and not any(arg.startswith("-") for arg in argv):  # --cfg, --help, -m: Hydra's modes
-        check_composes([a for a in argv if not a.lstrip("+~").startswith("hydra")], config_name)
+    hydra_settings = [a for a in argv if a.lstrip("+~").startswith("hydra")]
+    plain_run = not (multirun or sweeps or any(arg.startswith("-") for arg in argv))  # --cfg, --help
+    if config_name and plain_run and all(a.lstrip("+~").startswith(RUN_SETTINGS) for a in hydra_settings):
+        check_composes([a for a in argv if a not in hydra_settings], config_name)
 
 
 def check_composes(overrides: list[str], config_name: str) -> None:
