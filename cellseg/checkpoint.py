@@ -17,17 +17,9 @@ from typing import Any
 import torch
 
 from cellseg.errors import CellsegError
-from cellseg.postprocess import METHODS
+from cellseg.postprocess import METHODS, RANGES
 
 REQUIRED_HPARAMS = ("net", "data", "postprocess")
-# post-processing options a checkpoint may hold: (types, lowest, highest, lowest excluded)
-POSTPROCESS_RANGES: dict[str, tuple[type | tuple[type, ...], float, float, bool]] = {
-    "min_size": (int, 0, 2**31, False),
-    "expand": (int, 0, 100, False),
-    "h": ((int, float), 0, 1000, True),
-    "seed_threshold": ((int, float), 0, 1, True),
-    "min_prob": ((int, float), 0, 1, False),
-}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -106,11 +98,11 @@ def options_problem(hparams: dict) -> str | None:
     problem = _number_problem("data.edge_width", data.get("edge_width"), int, 0, 64, False)
     if problem:
         return problem
-    if not isinstance(post, dict) or any(k != "method" and k not in POSTPROCESS_RANGES for k in post):
+    if not isinstance(post, dict) or any(k != "method" and k not in RANGES for k in post):
         return "postprocess holds unknown options"
     if post.get("method", "threshold") not in METHODS:
         return f"postprocess.method is not one of {', '.join(METHODS)}"
-    for key, (kind, low, high, open_low) in POSTPROCESS_RANGES.items():
+    for key, (kind, low, high, open_low) in RANGES.items():
         if key in post:
             problem = _number_problem(f"postprocess.{key}", post[key], kind, low, high, open_low)
             if problem:

@@ -35,6 +35,15 @@ from skimage.segmentation import watershed
 from cellseg.morphology import EIGHT, close_disk, disk_offsets, fill_holes, object_h_maxima
 
 METHODS = ("threshold", "watershed", "hysteresis")
+# the numeric options of probabilities_to_labels: (types, lowest, highest, lowest excluded);
+# checked where they come from a command line, a training config or a checkpoint
+RANGES: dict[str, tuple[type | tuple[type, ...], float, float, bool]] = {
+    "min_size": (int, 0, 2**31, False),
+    "expand": (int, 0, 100, False),
+    "h": ((int, float), 0, 1000, True),
+    "seed_threshold": ((int, float), 0, 1, True),
+    "min_prob": ((int, float), 0, 1, False),
+}
 
 
 def foreground(prob: np.ndarray, threshold: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cellseg.errors import CellsegError
+from cellseg.postprocess import RANGES
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("postprocess", "tracker", "paths")
@@ -92,21 +93,15 @@ def check_options(cfg: DictConfig) -> None:
     _number(cfg, "overlay_every", 1, 2**31, integer=True)
     _number(cfg, "threshold", 0, 1, open_low=True)
     _number(cfg, "min_snr", 0, 1e6)
-    _number(cfg, "h", 0, 1000, open_low=True)
-    _number(cfg, "min_prob", 0, 1)
     _number(cfg, "channel", 0, 2**16, integer=True)
     _number(cfg, "norm.low", 0, 100)
     _number(cfg, "norm.high", 0, 100)
     if cfg.norm.low is not None and cfg.norm.high is not None and cfg.norm.low >= cfg.norm.high:
         raise CellsegError(f"norm.low={cfg.norm.low} must be below norm.high={cfg.norm.high}")
-    for key in ("min_size", "postprocess.min_size"):
-        value = OmegaConf.select(cfg, key)
-        if value != "auto":
-            _number(cfg, key, 0, 2**31, integer=True)
-    if cfg.get("postprocess") is not None:
-        _number(cfg, "postprocess.h", 0, 1000, open_low=True)
-        _number(cfg, "postprocess.seed_threshold", 0, 1, open_low=True)
-        _number(cfg, "postprocess.min_prob", 0, 1)
+    for name, (kind, low, high, open_low) in RANGES.items():
+        for key in (name, f"postprocess.{name}"):  # min_size=, h=, min_prob= and the group's own
+            if OmegaConf.select(cfg, key) != "auto":
+                _number(cfg, key, low, high, integer=kind is int, open_low=open_low)
     if cfg.get("tracker") is not None:
         _number(cfg, "tracker.max_distance", 0, 1e6, open_low=True)
         _number(cfg, "tracker.gap_closing", 0, 1000, integer=True)

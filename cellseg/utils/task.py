@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import netrc
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_dir
@@ -17,6 +15,7 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf import DictConfig, OmegaConf
 
 from cellseg.errors import CellsegError
+from cellseg.inference.options import CONF, unknown_options
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ def finish_wandb() -> None:
 
 # options whose values are paths: Hydra's grammar gives , [ ] { } ( ) = ' " and spaces meanings
 PATH_KEYS = ("ckpt", "input", "output", "gt", "init_from", "ckpt_path", "data.root", "data.test_sequence")
-CONF = Path(__file__).resolve().parents[2] / "conf"
 # arguments that make a multirun without -m (their configs set hydra.mode), and the Hydra
 # settings of a plain run (Lightning's DDP ranks add them); other Hydra settings (searchpath,
 # launcher) change what composes, so the check leaves those command lines to Hydra
@@ -116,31 +114,22 @@ def check_composes(overrides: list[str], config_name: str) -> None:
         bad = next((o for o in overrides if first.startswith(f"Could not override '{o.split('=')[0]}'")), None)
         if bad is None:
             _refuse(f"{first}; {script} lists the options")
-        key = bad.split("=")[0]
-        close = difflib.get_close_matches(key, _option_names([o for o in overrides if o != bad], config_name), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        _refuse(f"unknown option {key}{hint}; {script} lists the options (a new key needs +{bad})")
+        given: Any = None
+        for part in reversed(bad.split("=")[0].split(".")):  # a.b=1 as {"a": {"b": ...}}
+            given = {part: given}
+        found = unknown_options(given, _composed([o for o in overrides if o != bad], config_name))
+        _refuse(f"unknown option {found[0] if found else bad}; {script} lists the options (a new key needs +{bad})")
     except HydraException as err:
         _refuse(f"{str(err).splitlines()[0]}; {script} lists the options")
 
 
-def _option_names(overrides: list[str], config_name: str) -> list[str]:
-    """Dotted names of every option of the composed config."""
+def _composed(overrides: list[str], config_name: str) -> dict:
+    """The composed config as nested dicts (empty if it does not compose either)."""
     try:
         with initialize_config_dir(str(CONF), version_base="1.3"):
-            cfg = OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=False)
+            return OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=False)
     except HydraException:
-        return []
-
-    def names(node: dict, prefix: str = "") -> list[str]:
-        found = []
-        for key, value in node.items():
-            found.append(f"{prefix}{key}")
-            if isinstance(value, dict):
-                found += names(value, f"{prefix}{key}.")
-        return found
-
-    return names(cfg)
+        return {}
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
