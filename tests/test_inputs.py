@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from cellseg.errors import CellsegError
-from cellseg.inference.inputs import decide_axes, header, is_movie_folder, plan_sources, unique_names
+from cellseg.inference.inputs import BadFrame, decide_axes, header, is_movie_folder, plan_sources, unique_names
 from cellseg.inference.options import check_options
 from cellseg.utils.task import check_arguments
 
@@ -92,6 +92,44 @@ def test_movie_folder_frames_are_ordered_by_number(tmp_path):
     assert [int(frame[0, 0]) for _, frame in movie.frames()] == list(range(11))
 
 
+def test_frames_written_one_page_at_a_time_are_a_stack(tmp_path):
+    """``TiffWriter.write`` once per frame stores one-page series; the first is not the movie."""
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tif:
+        for t in range(5):
+            tif.write(np.full((16, 16), t, np.uint16))
+    (stack,) = sources_of(tmp_path / "pages.tif")
+    assert (stack.n_frames, stack.axes) == (5, "TYX")
+    assert [int(frame[0, 0]) for _, frame in stack.frames()] == list(range(5))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.complex64])
+def test_stacks_of_non_intensity_dtypes_are_refused_by_name(tmp_path, dtype):
+    tifffile.imwrite(tmp_path / "odd.tif", np.ones((3, 16, 16), dtype))
+    (source,) = sources_of(tmp_path / "odd.tif")
+    assert (
+        source.error
+        == f"{tmp_path / 'odd.tif'}: unsupported dtype {np.dtype(dtype)}; save it as an integer or float image"
+    )
+
+
+def test_a_damaged_first_frame_is_a_bad_frame_of_the_movie(tmp_path):
+    for t in range(4):
+        tifffile.imwrite(tmp_path / f"t{t:03d}.tif", np.full((16, 16), t, np.uint16))
+    (tmp_path / "t000.tif").write_bytes(b"not a tiff")
+    (movie,) = sources_of(tmp_path)
+    frames = list(movie.frames())
+    assert (
+        movie.n_frames == 4 and isinstance(frames[0][1], BadFrame) and "t000.tif: cannot be read" in str(frames[0][1])
+    )
+    assert [int(frame[0, 0]) for _, frame in frames[1:]] == [1, 2, 3]
+    tifffile.imwrite(tmp_path / "t000.tif", np.zeros((16, 16, 3), np.uint8))  # colour, without channel=
+    assert isinstance(next(sources_of(tmp_path)[0].frames())[1], BadFrame)
+    for t in range(1, 4):
+        (tmp_path / f"t{t:03d}.tif").write_bytes(b"")
+    with pytest.raises(CellsegError, match="t000.tif: 3 channels"):  # no good frame: the first problem
+        sources_of(tmp_path)
+
+
 def test_corrected_masks_beside_their_frames_are_not_inputs(tmp_path):
     """A movie folder with a corrected ``t002_masks.tif`` (the napari plugin's) stays a movie."""
     for t in range(4):
@@ -161,6 +199,14 @@ def predict_cfg(*overrides):
         ("tta=maybe", "tta='maybe'"),
         ("postprocess=watershed postprocess.h=-1", "postprocess.h=-1"),
         ("tracker.max_distance=-3", "max_distance"),
+        ("tracker.max_distance=nan", "tracker.max_distance=nan: out of range"),
+        ("tracker.max_distance=null", "tracker.max_distance=None: must be a number"),
+        ("tracker.gap_closing=null", "tracker.gap_closing=None: must be an integer"),
+        ("tracker.min_overlap=nan", "tracker.min_overlap=nan: out of range"),
+        ("tracker.divisions=maybe", "tracker.divisions='maybe'; use true or false"),
+        ("track=0", "track=0; use one of true, false, auto"),
+        ("track=1", "track=1; use one of true, false, auto"),
+        ("threshold=nan", "threshold=nan: out of range"),
     ],
 )
 def test_bad_options_are_refused_at_start_up(override, message):
@@ -181,6 +227,7 @@ def test_ckpt_and_input_are_required(overrides, missing):
 
 def test_good_options_pass():
     check_options(predict_cfg("threshold=0.4", "min_size=auto", "postprocess=watershed", "postprocess.h=3"))
+    check_options(predict_cfg("tracker=none", "track=true"))  # no tracker options to check
 
 
 def test_postprocess_options_given_at_prediction_are_used():

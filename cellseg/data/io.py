@@ -49,11 +49,14 @@ def read_image(path: str | Path) -> np.ndarray:
     array = np.asarray(array)
     if array.size == 0:
         raise CellsegError(f"{path}: image is empty (shape {array.shape}); remove or replace it")
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise CellsegError(
-            f"{path}: unsupported dtype {array.dtype}; save it as an integer or float image"
-        )
+    check_dtype(array.dtype, path)
     return array
+
+
+def check_dtype(dtype: np.dtype, path: str | Path) -> None:
+    """Refuse pixel types that are not intensities (bool, complex, strings, objects)."""
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise CellsegError(f"{path}: unsupported dtype {dtype}; save it as an integer or float image")
 
 
 def as_2d(image: np.ndarray, path: str | Path) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cellseg.data.io import is_image_file, read_image
+from cellseg.data.io import check_dtype, is_image_file, read_image
 from cellseg.data.layouts import MASKS_SUFFIX
 from cellseg.errors import CellsegError
 
@@ -132,14 +132,34 @@ def header(path: Path) -> tuple[tuple[int, ...], str | None]:
         if suffix in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
+                check_dtype(series.dtype, path)
+                if is_page_per_frame(tif):
+                    return (len(tif.series), *series.shape), None
                 known = tif.is_ome or tif.is_imagej or bool(tif.is_shaped and "Q" not in series.axes)
                 return tuple(series.shape), series.axes if known else None
         if suffix == ".npy":
-            return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape), None
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            check_dtype(array.dtype, path)
+            return tuple(array.shape), None
+    except CellsegError:
+        raise
     except Exception as err:  # corrupt files raise many types; reading reports them the same way
         raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
     image = read_image(path)
     return image.shape, None
+
+
+def is_page_per_frame(tif: tifffile.TiffFile) -> bool:
+    """Whether a TIFF without axis metadata holds its frames as one-page series of one shape
+    and dtype (what ``TiffWriter.write`` called once per frame saves): a (T, Y, X) stack,
+    of which ``tif.series[0]`` is only the first frame."""
+    first = tif.series[0]
+    return (
+        len(tif.series) > 1
+        and not (tif.is_ome or tif.is_imagej)
+        and all(len(s.pages) == 1 and s.shape == first.shape and s.dtype == first.dtype for s in tif.series)
+        and len(first.shape) == 2
+    )
 
 
 @dataclass
@@ -182,7 +202,7 @@ class Source:
     def _tiff_pages(self, path: Path) -> Iterator[tuple[int, np.ndarray | BadFrame]]:
         """Frames of a (T, Y, X) TIFF one page at a time, so memory does not grow with T."""
         with tifffile.TiffFile(path) as tif:
-            pages = tif.series[0].pages
+            pages = tif.pages if is_page_per_frame(tif) else tif.series[0].pages
             for index in range(self.n_frames):
                 try:
                     yield index, np.squeeze(pages[index].asarray())
@@ -220,14 +240,27 @@ def unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def check_movie_frames(paths: list[Path], channel: int | None) -> None:
+    """Refuse a movie folder none of whose frames is a readable 2-D image (with ``channel``).
+    A damaged frame among good ones, the first included, is a bad frame of the movie instead."""
+    first_error = None
+    for path in paths:  # headers only; usually the first frame settles it
+        try:
+            shape, axes = header(path)
+            decide_axes(shape, axes, path, channel)
+            return
+        except CellsegError as err:
+            first_error = first_error or err
+    raise first_error
+
+
 def plan_sources(spec: str, track: bool | str, channel: int | None) -> list[Source]:
     """The sources of ``input=``: a movie folder is one source with ``track=auto`` (frames
     numbered consecutively) or ``track=true``; each other file is its own source."""
     paths = find_inputs(spec)
     folder = Path(spec).expanduser()
     if folder.is_dir() and len(paths) > 1 and (track is True or (track == "auto" and is_movie_folder(paths))):
-        shape, axes = header(paths[0])
-        decide_axes(shape, axes, paths[0], channel)
+        check_movie_frames(paths, channel)
         return [Source(folder.name, paths, len(paths), "YX", channel)]
     sources = []
     for path, name in zip(paths, unique_names(paths)):

@@ -26,6 +26,13 @@ CHOICES = {
 }
 FLAGS = ("overwrite", "skip_existing", "tta", "save_prob", "save_overlay", "save_tracks", "save_rois")
 PATHS = ("ckpt", "input", "output", "gt")
+# the overlap tracker's numeric options: lowest, highest, integer, lowest excluded
+TRACKER_RANGES = {
+    "max_distance": (0, 1e6, False, True),
+    "gap_closing": (0, 1000, True, False),
+    "division_distance": (0, 1e6, False, True),
+    "min_overlap": (0, 1, False, False),
+}
 REQUIRED = ("ckpt", "input")
 
 
@@ -55,15 +62,24 @@ def unknown_options(cfg: dict, known: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def _number(cfg: DictConfig, key: str, low: float, high: float, integer: bool = False, open_low: bool = False):
+def _number(
+    cfg: DictConfig,
+    key: str,
+    low: float,
+    high: float,
+    integer: bool = False,
+    open_low: bool = False,
+    required: bool = False,
+):
+    """Refuse ``key`` unless it is a number in range (NaN is not); None passes unless ``required``."""
     value = OmegaConf.select(cfg, key)
-    if value is None:
+    if value is None and not required:
         return
     kind = "an integer" if integer else "a number"
     is_number = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not is_number:
         raise CellsegError(f"{key}={value!r}: must be {kind} in [{low:g}, {high:g}]")
-    if value < low or value > high or (open_low and value == low):
+    if not low <= value <= high or (open_low and value == low):
         bracket = "(" if open_low else "["
         raise CellsegError(f"{key}={value!r}: out of range; use {kind} in {bracket}{low:g}, {high:g}]")
 
@@ -77,7 +93,7 @@ def check_options(cfg: DictConfig) -> None:
     if unknown:
         raise CellsegError(f"unknown option {unknown[0]}; `python predict.py --cfg job` lists them with their defaults")
     for key, choices in CHOICES.items():
-        if cfg[key] not in choices:
+        if not any(cfg[key] == choice and type(cfg[key]) is type(choice) for choice in choices):  # track=1 is not true
             raise CellsegError(f"{key}={cfg[key]!r}; use one of {', '.join(str(c).lower() for c in choices)}")
     for key in FLAGS:
         if not isinstance(cfg[key], bool):
@@ -102,11 +118,12 @@ def check_options(cfg: DictConfig) -> None:
         for key in (name, f"postprocess.{name}"):  # min_size=, h=, min_prob= and the group's own
             if OmegaConf.select(cfg, key) != "auto":
                 _number(cfg, key, low, high, integer=kind is int, open_low=open_low)
-    if cfg.get("tracker") is not None:
-        _number(cfg, "tracker.max_distance", 0, 1e6, open_low=True)
-        _number(cfg, "tracker.gap_closing", 0, 1000, integer=True)
-        _number(cfg, "tracker.division_distance", 0, 1e6, open_low=True)
-        _number(cfg, "tracker.min_overlap", 0, 1)
+    tracker = cfg.get("tracker") or {}
+    for name, (low, high, integer, open_low) in TRACKER_RANGES.items():
+        if name in tracker:  # the overlap tracker's options; tracker=none has none
+            _number(cfg, f"tracker.{name}", low, high, integer=integer, open_low=open_low, required=True)
+    if "divisions" in tracker and not isinstance(tracker.divisions, bool):
+        raise CellsegError(f"tracker.divisions={tracker.divisions!r}; use true or false")
     for key in PATHS:
         if cfg[key] is not None and not isinstance(cfg[key], str):
             raise CellsegError(f"{key}={cfg[key]!r}: expected a path; quote it: {key}=\"'{cfg[key]}'\"")
