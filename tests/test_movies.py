@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,37 @@ def test_ctc_result_folder_is_valid_and_scored(movie_run):
     assert saved == pytest.approx(scores)
     assert {"TRA", "DET", "LNK", "BC(2)", "SEG"} <= set(scores)
     assert scores["DET"] > 0.8 and scores["TRA"] > 0.8, scores  # a trained model, tracked
+
+
+def test_a_ground_truth_of_another_length_is_refused_before_anything_is_written(trained_ckpt, movie, tmp_path):
+    frames = tifffile.imread(movie / "movie.tif")
+    tifffile.imwrite(tmp_path / "short.tif", frames[:6])
+    with pytest.raises(CellsegError, match=r"short.tif: 6 frame\(s\), but gt=.*01_GT has 10 \(TRA/man_trackNNN.tif\)"):
+        predict_run(trained_ckpt, tmp_path / "short.tif", tmp_path / "out", f"gt={movie / '01_GT'}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mask_that_fails_scoring_keeps_the_outputs_and_names_the_ground_truth(trained_ckpt, movie, tmp_path):
+    gt = tmp_path / "01_GT"
+    shutil.copytree(movie / "01_GT", gt)
+    (gt / "SEG" / "man_seg007.tif").write_bytes(b"garbage")
+    out = tmp_path / "out"
+    with pytest.raises(CellsegError, match=rf"gt={gt}: cannot score movie_RES .*only the scores are missing"):
+        predict_run(trained_ckpt, movie / "movie.tif", out, f"gt={gt}", "save_overlay=false")
+    assert validate_res(out / "movie_RES") and (out / "measurements.csv").is_file()
+    assert tifffile.imread(out / "movie_labels.tif").shape == (10, 192, 192)
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_ground_truth_that_matches_nothing_says_so(trained_ckpt, movie, tmp_path, capsys):
+    """A movie folder is scored frame by frame where gt= has a frame's mask; with none, a warning."""
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "01").mkdir()
+    for t, frame in enumerate(tifffile.imread(movie / "movie.tif")[:3]):
+        tifffile.imwrite(tmp_path / "01" / f"t{t:03d}.tif", frame)
+    stats = predict_run(trained_ckpt, tmp_path / "01", tmp_path / "out", f"gt={tmp_path / 'gt'}", "save_overlay=false")
+    assert stats.metrics is None and not stats.tracking_metrics
+    assert "no mask there matches an input by name, so nothing was scored" in capsys.readouterr().err
 
 
 def test_untracked_stack_keeps_per_frame_labels(trained_ckpt, movie, tmp_path):

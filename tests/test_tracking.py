@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from omegaconf import OmegaConf
 
 from cellseg.data.synthetic_movie import generate_movie
 from cellseg.errors import CellsegError
-from cellseg.tracking.ctc import frame_digits, score_ctc, validate_res, write_ctc_folder
+from cellseg.tracking.ctc import check_ground_truth, frame_digits, score_ctc, validate_res, write_ctc_folder
 from cellseg.tracking.tables import (
     TRACK_COLUMNS,
     ctc_frame_labels,
@@ -202,6 +203,56 @@ def test_invalid_result_is_reported(ctc_movie, tmp_path):
     assert not validate_res(res)
     with pytest.raises(CellsegError, match="not a valid CTC result"):
         score_ctc(gt_dir, res)
+
+
+def damaged_copy(gt_dir: Path, tmp_path: Path, damage) -> Path:
+    """A copy of a CTC ground truth with ``damage(copy)`` applied."""
+    copy = tmp_path / "01_GT"
+    shutil.copytree(gt_dir, copy)
+    damage(copy)
+    return copy
+
+
+def write_table(text: str):
+    return lambda gt: (gt / "TRA" / "man_track.txt").write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (write_table("hello world\n"), r"line 1 is not 'L B E P'.*'hello world'"),
+        (write_table("1 0 9\n"), r"line 1 is not 'L B E P'"),
+        (write_table("1 0 9 0.5\n"), r"line 1 is not 'L B E P'"),
+        (write_table("1 5 2 0\n"), r"line 1 is not 'L B E P'"),
+        (write_table("1 0 9 0\n2 3 9 7\n"), "parent 7 is not a track of the file"),
+        (write_table("\n"), "no tracks"),
+        (lambda gt: (gt / "TRA" / "man_track.txt").unlink(), r"man_track.txt: not found"),
+        (lambda gt: (gt / "TRA" / "man_track003.tif").unlink(), r"numbered 0..9 with gaps"),
+        (lambda gt: [p.unlink() for p in (gt / "TRA").glob("*.tif")], "no man_trackNNN.tif masks"),
+        (lambda gt: (gt / "TRA" / "man_track000.tif").write_bytes(b"garbage"), r"man_track000.tif: cannot be read"),
+        (
+            lambda gt: tifffile.imwrite(gt / "TRA" / "man_track000.tif", np.zeros((8, 8), np.float32)),
+            "a 2-D integer image, this is float32",
+        ),
+    ],
+)
+def test_damaged_ground_truth_is_named_before_scoring(ctc_movie, tmp_path, damage, message):
+    _, _, gt_dir = ctc_movie
+    with pytest.raises(CellsegError, match=message):
+        check_ground_truth(damaged_copy(gt_dir, tmp_path, damage))
+
+
+def test_ground_truth_check_gives_frames_and_shape(ctc_movie):
+    labels, _, gt_dir = ctc_movie
+    assert check_ground_truth(gt_dir) == (len(labels), labels.shape[1:])
+
+
+def test_a_damaged_mask_found_while_scoring_is_one_line_naming_the_ground_truth(ctc_movie, tmp_path):
+    labels, gt_tracks, gt_dir = ctc_movie
+    gt = damaged_copy(gt_dir, tmp_path, lambda gt: (gt / "TRA" / "man_track006.tif").write_bytes(b"garbage"))
+    res = write_masks(tmp_path / "01_RES", labels, gt_tracks)
+    with pytest.raises(CellsegError, match=rf"gt={gt}: cannot score 01_RES against it \(TiffFileError"):
+        score_ctc(gt, res)
 
 
 def two_tracks() -> list[Track]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,7 @@ from cellseg.inference.run import OutputOptions, PredictionRun, RunStats
 from cellseg.models.registry import checked_spec
 from cellseg.outputs.atomic import write_json
 from cellseg.outputs.report import write_prediction_report
+from cellseg.tracking.ctc import check_ground_truth
 from cellseg.tracking.tracker import NoTracker, OverlapTracker
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,18 @@ def ctc_ground_truth(gt: Path | None) -> Path | None:
     return gt if gt is not None and (gt / "TRA").is_dir() else None
 
 
+def check_movies_fit(sources: list[Source], ctc_gt: Path, given: str) -> None:
+    """Refuse, before anything is segmented, a CTC ground truth that cannot score every input:
+    a damaged one, or one whose frame count differs from a movie's."""
+    n_truth, _ = check_ground_truth(ctc_gt)
+    for source in sources:
+        if not source.error and source.n_frames != n_truth:
+            raise CellsegError(
+                f"{source.label}: {source.n_frames} frame(s), but gt={given} has {n_truth} "
+                "(TRA/man_trackNNN.tif); pass the ground truth of this movie, or leave gt= out"
+            )
+
+
 def predict(cfg: DictConfig) -> RunStats:
     """Segment (and track) ``cfg.input`` with the checkpoint ``cfg.ckpt``; write results to ``cfg.output``."""
     check_options(cfg)
@@ -88,6 +102,8 @@ def predict(cfg: DictConfig) -> RunStats:
     make_tracker = make_tracker_factory(cfg, cfg.track)
     if ctc_gt is not None and make_tracker is None:
         raise CellsegError(f"gt={cfg.gt} is a tracking ground truth; it scores tracked movies (track=auto or true)")
+    if ctc_gt is not None:
+        check_movies_fit(sources, ctc_gt, cfg.gt)
     predictor = Predictor(
         expand_path(cfg.ckpt),
         device=cfg.device,
@@ -123,6 +139,17 @@ def predict(cfg: DictConfig) -> RunStats:
     if stats.tracking_metrics:
         write_json(out_dir / "metrics.json", {"gt": str(ctc_gt), "movies": stats.tracking_metrics})
     write_prediction_report(out_dir, cfg, stats, sources, predictor)  # the last line: "Report: <path>"
+    if stats.unscored:
+        first = stats.unscored[0]
+        if len(stats.unscored) > 1:
+            first = f"{len(stats.unscored)} movies not scored, the first: {first}"
+        raise CellsegError(f"{first}; the segmentation and tracking outputs are written, only the scores are missing")
+    if evaluator is not None and stats.metrics is None and not stats.failed:
+        print(
+            f"cellseg: warning: gt={cfg.gt}: no mask there matches an input by name, so nothing was scored "
+            "(a Cell Tracking Challenge ground truth is the XX_GT folder with TRA/)",
+            file=sys.stderr,
+        )
     if stats.failed:
         raise CellsegError(f"{len(stats.failed)} of {len(sources)} inputs failed (reported above); the others are done")
     return stats

@@ -72,6 +72,7 @@ class RunStats:
     failed: list[str] = field(default_factory=list)
     metrics: dict | None = None  # with ground truth: the overall evaluation
     tracking_metrics: dict = field(default_factory=dict)  # per movie: CTC TRA, DET, ...
+    unscored: list[str] = field(default_factory=list)  # why movies could not be scored against gt=
 
 
 def overlay_frames(n_frames: int, every: int) -> set[int]:
@@ -229,7 +230,10 @@ class PredictionRun:
         if writer.tracks is not None:
             self.stats.tracks += writer.tracks.count
             if self.ctc_gt is not None:
-                self.stats.tracking_metrics[source.name] = writer.tracks.score(self.ctc_gt)
+                try:
+                    self.stats.tracking_metrics[source.name] = writer.tracks.score(self.ctc_gt)
+                except CellsegError as err:  # the movie's outputs are complete; only its scores are missing
+                    self.stats.unscored.append(str(err))
 
     def segment_frames(self, source: Source, writer: SourceWriter, progress, frame_task) -> None:
         """The per-frame pipeline of one source."""

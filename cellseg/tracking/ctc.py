@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -52,6 +53,53 @@ def validate_res(res_dir: str | Path) -> bool:
         return bool(validate_sequence(str(res_dir), threads=1)["Valid"])
 
 
+_TRA_MASK = re.compile(r"^man_track(\d+)\.tiff?$")
+
+
+def check_ground_truth(gt_dir: str | Path) -> tuple[int, tuple[int, ...]]:
+    """Frame count and frame shape of a CTC ground truth (``XX_GT``), or one line that says
+    what is wrong with it, before any movie is segmented: ``TRA/man_track.txt`` must be
+    ``L B E P`` integers (parents among the labels), ``TRA/man_trackNNN.tif`` numbered
+    0..N-1, the first of them a 2-D integer image."""
+    tra = Path(gt_dir) / "TRA"
+    table = tra / "man_track.txt"
+    if not table.is_file():
+        raise CellsegError(f"{table}: not found; a CTC ground truth lists its tracks there (L B E P per line)")
+    labels, parents = set(), set()
+    for number, line in enumerate(table.read_text(errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            label, begin, end, parent = (int(f) for f in fields) if len(fields) == 4 else (None,) * 4
+        except ValueError:
+            label = None
+        if label is None or label < 1 or not 0 <= begin <= end or parent < 0:
+            raise CellsegError(
+                f"{table}: line {number} is not 'L B E P' (four integers, L >= 1, B <= E): {line[:60]!r}"
+            )
+        labels.add(label)
+        parents.add(parent)
+    if not labels:
+        raise CellsegError(f"{table}: no tracks; a CTC ground truth has one 'L B E P' line per track")
+    if parents - labels - {0}:
+        raise CellsegError(f"{table}: parent {min(parents - labels - {0})} is not a track of the file")
+    numbers = sorted(int(m[1]) for p in tra.iterdir() if (m := _TRA_MASK.match(p.name)))
+    if not numbers:
+        raise CellsegError(f"{tra}: no man_trackNNN.tif masks; a CTC ground truth has one per frame")
+    if numbers != list(range(len(numbers))):
+        raise CellsegError(f"{tra}: man_trackNNN.tif numbered {numbers[0]}..{numbers[-1]} with gaps; expected 0..N-1")
+    first = next(p for p in sorted(tra.iterdir()) if (m := _TRA_MASK.match(p.name)) and int(m[1]) == 0)
+    try:
+        with tifffile.TiffFile(first) as tif:
+            shape, dtype = tif.series[0].shape, tif.series[0].dtype
+    except Exception as err:  # a damaged TIFF raises many kinds
+        raise CellsegError(f"{first}: cannot be read ({type(err).__name__}); replace it") from err
+    if len(shape) != 2 or not np.issubdtype(dtype, np.integer):
+        raise CellsegError(f"{first}: a CTC mask is a 2-D integer image, this is {dtype} of shape {shape}")
+    return len(numbers), tuple(shape)
+
+
 def score_ctc(gt_dir: str | Path, res_dir: str | Path, metrics: Sequence[str] = METRICS) -> dict[str, float]:
     """CTC metrics of a result folder against a ground-truth folder (``XX_GT``), as floats.
 
@@ -59,10 +107,19 @@ def score_ctc(gt_dir: str | Path, res_dir: str | Path, metrics: Sequence[str] = 
     cannot compute (BC(2) of a movie without divisions) is left out.
     """
     metrics = [m for m in metrics if m != "SEG" or (Path(gt_dir) / "SEG").is_dir()]
-    comp, ref, traj, segm, _, valid = load_data(
-        str(res_dir), str(gt_dir), trajectory_data=True, segmentation_data="SEG" in metrics, threads=1
-    )
-    if not valid:
-        raise CellsegError(f"{res_dir} is not a valid CTC result (res_track.txt disagrees with the masks)")
-    results = calculate_metrics(comp, ref, traj, segm, metrics=list(metrics), is_valid=valid)
+    try:
+        comp, ref, traj, segm, _, valid = load_data(
+            str(res_dir), str(gt_dir), trajectory_data=True, segmentation_data="SEG" in metrics, threads=1
+        )
+        if not valid:
+            raise CellsegError(f"{res_dir} is not a valid CTC result (res_track.txt disagrees with the masks)")
+        results = calculate_metrics(comp, ref, traj, segm, metrics=list(metrics), is_valid=valid)
+    except CellsegError:
+        raise
+    except Exception as err:  # py-ctcmetrics asserts, and damaged masks raise many kinds
+        detail = str(err).splitlines()[0][:150] if str(err) else ""
+        raise CellsegError(
+            f"gt={gt_dir}: cannot score {Path(res_dir).name} against it ({type(err).__name__}: {detail}); "
+            "check its TRA and SEG masks"
+        ) from err
     return {m: float(results[m]) for m in metrics if results[m] is not None}
