@@ -7,6 +7,7 @@ command as a subprocess; all but one stop before a checkpoint is loaded."""
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from cellseg.data.synthetic import synthetic_frame
 from cellseg.errors import CellsegError
 from cellseg.export import CITATIONS, center_crop, check_bioimageio, export, model_test, parse, quiet
 from cellseg.export.architectures import ARCHITECTURES
+from cellseg.export.description import best_validation, trained_steps
 from cellseg.inference.predictor import Predictor
 from cellseg.models.registry import NETS
 
@@ -188,6 +190,7 @@ def foreign_ckpt(tmp_path_factory) -> Path:
         "unreadable_sample",
         "bad_license",
         "foreign_ckpt",
+        "nan_sample",
     ],
 )
 def test_refusals_are_one_line_and_exit_2(case, trained_ckpt, foreign_ckpt, sample, tmp_path):
@@ -206,6 +209,11 @@ def test_refusals_are_one_line_and_exit_2(case, trained_ckpt, foreign_ckpt, samp
     elif case == "unreadable_sample":
         (tmp_path / "frame.tif").write_text("not a tiff")
         args["sample"] = expect = str(tmp_path / "frame.tif")
+    elif case == "nan_sample":
+        image = tifffile.imread(sample).astype(np.float32)
+        image[40, 40] = np.nan
+        tifffile.imwrite(tmp_path / "nan.tif", image)
+        args["sample"], expect = str(tmp_path / "nan.tif"), "nan.tif: 1 NaN or infinite pixels"
     elif case == "bad_license":
         args["license"], expect = "Foo", "license=Foo: not an SPDX licence identifier"
     else:
@@ -219,6 +227,36 @@ def test_refusals_are_one_line_and_exit_2(case, trained_ckpt, foreign_ckpt, samp
     else:
         assert not output.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+@pytest.mark.parametrize("case", ["foreign_folder", "holds_the_sample", "not_a_package_file"])
+def test_overwrite_replaces_only_an_earlier_package(case, trained_ckpt, sample, tmp_path):
+    """overwrite=true must not delete a folder of other files, nor the ckpt or sample it holds."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    args = {"ckpt": trained_ckpt, "output": output, "sample": sample, "overwrite": "true", "test": "false"}
+    expect = "exists and is not a bioimage.io package (no rdf.yaml)"
+    if case == "holds_the_sample":
+        (output / "rdf.yaml").write_text("a package")
+        args["sample"] = shutil.copy(sample, output / "frame.tif")
+        expect = "holds sample="
+    elif case == "not_a_package_file":
+        args["output"] = output = tmp_path / "notes.zip"
+        output.write_text("keep me")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = export_cli(*(f"{k}={v}" for k, v in args.items()))
+    assert result.returncode == 2 and expect in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert (output if output.is_file() else output / "notes.txt").read_text() == "keep me"
+
+
+def test_crafted_training_records_are_left_out_of_the_description():
+    checkpoint = {"global_step": "abc", "callbacks": "abc"}
+    assert best_validation(checkpoint) == {} and trained_steps(checkpoint) == 0
+    rows = [{"step": 7, "val/seg": 10**400, "val/ap50": float("nan"), "val/f1": True, "val/auc": 0.9}]
+    checkpoint = {"global_step": 7, "callbacks": {"ValidationHistory": {"rows": rows}}}
+    assert best_validation(checkpoint) == {"val/auc": 0.9} and trained_steps(checkpoint) == 7
 
 
 def test_every_network_has_a_package_description():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,32 @@ CITATIONS = (
 BASE_TAGS = ("cellseg", "2d", "pytorch", "cells", "semantic-segmentation")
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a plain number a float holds (not a bool, NaN, or an int past float's range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def trained_steps(checkpoint: dict) -> int:
+    """The checkpoint's ``global_step``; 0 where it is not a plain count (a crafted file)."""
+    step = checkpoint.get("global_step")
+    return step if isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 2**63 else 0
+
+
 def best_validation(checkpoint: dict) -> dict[str, float]:
-    """The validation metrics of the step the checkpoint was saved at (plain numbers only)."""
-    history = (checkpoint.get("callbacks") or {}).get("ValidationHistory") or {}
+    """The validation metrics of the step the checkpoint was saved at (finite plain numbers only;
+    a checkpoint is someone else's file, so anything else in it is left out)."""
+    callbacks = checkpoint.get("callbacks")
+    history = callbacks.get("ValidationHistory") if isinstance(callbacks, dict) else None
     rows = history.get("rows") if isinstance(history, dict) else None
+    step = trained_steps(checkpoint)
     for row in rows if isinstance(rows, list) else []:
-        if isinstance(row, dict) and row.get("step") == checkpoint.get("global_step"):
-            return {k: float(v) for k, v in row.items() if str(k).startswith("val/") and isinstance(v, (int, float))}
+        if isinstance(row, dict) and row.get("step") == step:
+            return {k: float(v) for k, v in row.items() if isinstance(k, str) and k.startswith("val/") and _finite(v)}
     return {}
 
 
@@ -63,7 +83,7 @@ def cellseg_config(checkpoint: dict, ckpt: Path) -> dict[str, Any]:
         "threshold_method": str(hparams.get("threshold_method", "")),
         "postprocess": {**defaults, **hparams["postprocess"]},
         "edge_width": int(hparams["data"]["edge_width"]),
-        "trained_steps": int(checkpoint.get("global_step") or 0),
+        "trained_steps": trained_steps(checkpoint),
         "validation": best_validation(checkpoint),
         "checkpoint": {"file": ckpt.name, "sha256": digest.hexdigest()},
     }

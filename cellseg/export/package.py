@@ -74,11 +74,42 @@ def model_test(package: Path) -> Any:
     return summary
 
 
+def is_package(path: Path) -> bool:
+    """Whether ``path`` is a bioimage.io package (a folder or zip with ``rdf.yaml``/``bioimageio.yaml``)."""
+    names = {"rdf.yaml", "bioimageio.yaml"}
+    if path.is_dir():
+        return any((path / name).is_file() for name in names)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(names & set(archive.namelist()))
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def check_replaceable(output: Path, options: Options) -> None:
+    """``overwrite=true`` replaces an earlier package, never another folder or file, nor one that
+    holds the working folder, the checkpoint or the sample."""
+    where = output.resolve()
+    held = [("the working folder", Path.cwd()), ("ckpt=", options.ckpt), ("sample=", options.sample)]
+    for what, path in held:
+        if path.resolve().is_relative_to(where):
+            raise CellsegError(f"output={output}: holds {what}; overwrite=true would delete it, choose another output=")
+    if not is_package(output):
+        raise CellsegError(
+            f"output={output}: exists and is not a bioimage.io package (no rdf.yaml); overwrite=true replaces "
+            "only an earlier package: choose another output= or remove it yourself"
+        )
+
+
 def export(options: Options) -> Path:
     """Write the package for ``options`` under a temporary name, test it, rename it; return the name."""
     output = options.output
     if (output.exists() or output.is_symlink()) and not options.overwrite:
         raise CellsegError(f"output={output}: already exists; choose another output= or pass overwrite=true")
+    if output.exists():
+        check_replaceable(output, options)
+    output = output.resolve() if output.exists() else output  # output=. names its folder, not ''
+
     image = read_frame(options.sample)
     check_license(options.license)
     checkpoint, model = load_model(options.ckpt)

@@ -17,6 +17,12 @@ def read_frame(path: Path) -> np.ndarray:
     from cellseg.data.io import as_2d, read_image
 
     image = as_2d(read_image(path), path)
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 past float32's range becomes inf: refused
+        bad = int(np.count_nonzero(~np.isfinite(image.astype(np.float32))))
+    if bad:
+        raise CellsegError(
+            f"sample={path}: {bad} NaN or infinite pixels (as float32); replace them or use another frame"
+        )
     if min(image.shape) < MULTIPLE:
         raise CellsegError(
             f"sample={path}: frame of shape {image.shape} is smaller than {MULTIPLE}x{MULTIPLE}; use a larger one"
