@@ -23,8 +23,8 @@ train: install ## Set up, then train on the built-in synthetic data (ARGS="..." 
 test: install ## Set up, then run the test suite
 	$(PY) -m pytest $(ARGS)
 
-bench: install ## Set up, then run the speed benchmark (writes bench.json)
-	$(PY) -m cellseg.bench $(ARGS)
+bench: install ## Set up, then run the speed benchmark (writes bench.json, replacing the last one)
+	$(PY) -m cellseg.bench --overwrite $(ARGS)
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

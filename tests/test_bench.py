@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -17,7 +19,7 @@ from cellseg.inference.predictor import resolve_precision
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 
-from .conftest import calibrate_batchnorm
+from .conftest import ROOT, calibrate_batchnorm
 
 
 class FakeClock:
@@ -247,3 +249,28 @@ def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
     labels = tifffile.imread(tmp_path / "long" / "out_5" / "movie_5_labels.tif")
     assert labels.shape == (5, 128, 128)  # the whole movie went through predict.py
     assert not list((tmp_path / "long").glob("movie_*.tif"))  # the inputs are removed after use
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--side", "33"], "--side 33: must be a multiple of 32 from 32"),
+        (["--frames", "0"], "--frames 0: must be at least 1"),
+        (["--device", "bogus"], "--device bogus: use auto, cpu or cuda"),
+        (["--long-movie", "5"], "--long-movie 5: 0 (skip) or at least 10 frames"),
+        (["--ckpt", "{tmp}/missing.ckpt"], "missing.ckpt: checkpoint not found"),
+        (["--ckpt", "{skip}"], "holds a GoogLeNetSkip, not a googlenet_fcn checkpoint"),
+        (["--run", "{tmp}"], "no validation.csv there; give a train.py run folder"),
+        (["--output", "{tmp}/kept.json"], "kept.json: exists already; pass --overwrite"),
+        (["--output", "{tmp}/kept.json/bench.json"], "its folder does not exist"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_measuring(args, message, trained_ckpt, tmp_path):
+    (tmp_path / "kept.json").write_text("an earlier report")
+    args = [a.format(tmp=tmp_path, skip=trained_ckpt) for a in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "cellseg.bench", "--quick", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert (tmp_path / "kept.json").read_text() == "an earlier report"

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from cellseg.bench import ablation, hardware, movie, pipeline, training
 from cellseg.checkpoint import load_checkpoint
+from cellseg.errors import CellsegError
 from cellseg.inference.malloc import keep_freed_memory
 from cellseg.inference.predictor import Predictor, load_net, resolve_precision
 from cellseg.models.module import CellSegModule
@@ -86,11 +87,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--side", type=int, default=1024, help="frame side in px")
     parser.add_argument("--quick", action="store_true", help="2 synthetic frames; no ablation, 4096^2 or training")
     parser.add_argument("--output", type=Path, default=Path("bench.json"))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     return parser.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, before minutes of measuring, what would fail later or lose an earlier report."""
+    for name, value, low in (
+        ("side", args.side, 32),
+        ("frames", args.frames, 1),
+        ("movie-frames", args.movie_frames, 4),
+    ):
+        if value < low or (name == "side" and value % 32):
+            kind = "a multiple of 32 from 32" if name == "side" else f"at least {low}"
+            raise CellsegError(f"--{name} {value}: must be {kind}")
+    if args.long_movie and args.long_movie < 10:
+        raise CellsegError(f"--long-movie {args.long_movie}: 0 (skip) or at least 10 frames")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise CellsegError(f"--device {args.device}: use auto, cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CellsegError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
+    for flag, path, name in (("--ckpt", args.ckpt, "googlenet_fcn"), ("--skip-ckpt", args.skip_ckpt, "googlenet_skip")):
+        if path is not None:
+            target = load_checkpoint(path)["hyper_parameters"]["net"]["_target_"]
+            if target != MODELS[name]:
+                raise CellsegError(f"{flag} {path}: holds a {target.rsplit('.', 1)[-1]}, not a {name} checkpoint")
+    if args.run is not None:
+        history = args.run / "validation.csv"
+        if not history.is_file():
+            raise CellsegError(f"--run {args.run}: no validation.csv there; give a train.py run folder")
+        columns = history.open().readline().strip().split(",")
+        if not {"step", "elapsed_s", "val/seg"} <= set(columns):
+            raise CellsegError(f"{history}: no step, elapsed_s and val/seg columns; give a train.py run folder")
+    if not args.output.parent.is_dir():
+        raise CellsegError(f"--output {args.output}: its folder does not exist")
+    if args.output.exists() and not args.overwrite:
+        raise CellsegError(
+            f"--output {args.output}: exists already; pass --overwrite to replace it or another --output"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_args(args)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     report: dict = {"device": hardware.device_name(device), "torch": torch.__version__, "side": args.side}
     report["matmul_gflops"] = {

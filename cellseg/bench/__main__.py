@@ -1,5 +1,12 @@
 """``python -m cellseg.bench``."""
 
-from cellseg.bench import main
+import sys
 
-main()
+from cellseg.bench import main
+from cellseg.errors import CellsegError
+
+try:
+    main()
+except CellsegError as err:
+    print(f"cellseg: error: {err}".splitlines()[0], file=sys.stderr)
+    sys.exit(2)
