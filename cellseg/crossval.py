@@ -58,6 +58,8 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         raise CellsegError(f"seeds={options['seeds']}: give whole numbers, e.g. seeds=[1,2,3]") from None
     if not options["seeds"]:
         raise CellsegError("seeds=[]: give at least one seed, e.g. seeds=[1,2,3]")
+    if len(set(options["seeds"])) < len(options["seeds"]):
+        raise CellsegError(f"seeds={options['seeds']}: a seed given twice would count one run twice")
     return options, overrides
 
 
@@ -109,6 +111,29 @@ def run_plan(options: dict, overrides: list[str]) -> list[tuple[str, list[str]]]
     return [(f"{name}/seed_{seed}", [*extra, f"seed={seed}"]) for name, extra in splits for seed in options["seeds"]]
 
 
+def finished(run_dir: Path, overrides: list[str]) -> bool:
+    """Whether ``run_dir`` holds a finished run of exactly ``overrides`` (train.py's ``result.json``
+    records them); a run of other options, or a damaged record, is refused rather than counted."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return False
+    try:
+        result = json.loads(path.read_text())
+        done, best = result["overrides"], result["best"]
+        if not isinstance(done, list) or not isinstance(best, dict):
+            raise TypeError("not train.py's record")
+    except (ValueError, KeyError, TypeError) as err:
+        raise CellsegError(
+            f"{path}: unreadable ({type(err).__name__}: {err}); delete {run_dir} to run it again"
+        ) from err
+    if sorted(map(str, done)) != sorted(overrides):
+        raise CellsegError(
+            f"{run_dir}: holds a run of other options ({' '.join(map(str, done))[:120]}); "
+            "choose another out= for this command"
+        )
+    return True
+
+
 def result_row(run_dir: Path) -> dict:
     """The test numbers of one finished run (and its best validation SEG)."""
     result = json.loads((run_dir / "result.json").read_text())
@@ -137,7 +162,7 @@ def main(argv: list[str]) -> None:
     rows = []
     for index, (name, extra) in enumerate(plan, 1):
         run_dir = out / name
-        if not (run_dir / "result.json").exists():  # a re-run of the same command finishes what is missing
+        if not finished(run_dir, [*overrides, *extra]):  # a re-run of the same command finishes what is missing
             print(f"[{index}/{len(plan)}] {name}: python train.py {' '.join([*overrides, *extra])}", flush=True)
             command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, f"hydra.run.dir={run_dir}"]
             if subprocess.run(command, cwd=ROOT).returncode != 0:

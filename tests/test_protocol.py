@@ -15,7 +15,7 @@ import tifffile
 import torch
 
 from cellseg import metrics
-from cellseg.crossval import folds, parse
+from cellseg.crossval import finished, folds, parse
 from cellseg.data.datamodule import CellDataModule, near
 from cellseg.data.synthetic import generate
 from cellseg.data.synthetic_movie import generate_movie
@@ -172,9 +172,27 @@ def test_crossval_options_are_checked():
         {"folds": "none", "seeds": [4, 5], "out": None},
         ["data.x=1"],
     )
-    for bad in (["folds=kfold"], ["seeds=[a]"], ["seeds=[]"]):
+    for bad in (["folds=kfold"], ["seeds=[a]"], ["seeds=[]"], ["seeds=[1,1]"]):
         with pytest.raises(CellsegError):
             parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ("{", "result.json: unreadable .JSONDecodeError"),
+        ("{}", "result.json: unreadable .KeyError"),
+        ('{"overrides": "seed=1", "best": {}}', "result.json: unreadable .TypeError"),
+        ('{"overrides": ["+experiment=sim_edge_weight", "seed=1"], "best": {}}', "holds a run of other options"),
+    ],
+)
+def test_crossval_counts_only_its_own_finished_runs(tmp_path, record, message):
+    assert not finished(tmp_path, ["seed=1"])  # nothing there yet: to be run
+    (tmp_path / "result.json").write_text('{"overrides": ["seed=1", "+experiment=mes_edge_weight"], "best": {}}')
+    assert finished(tmp_path, ["+experiment=mes_edge_weight", "seed=1"])
+    (tmp_path / "result.json").write_text(record)
+    with pytest.raises(CellsegError, match=message):
+        finished(tmp_path, ["+experiment=mes_edge_weight", "seed=1"])
 
 
 def test_crossval_runs_every_fold_and_summarizes_its_test_numbers(tmp_path):
