@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -15,6 +16,7 @@ from torch import nn
 
 from cellseg import bench
 from cellseg.bench import ablation, hardware, training
+from cellseg.errors import CellsegError
 from cellseg.inference.predictor import resolve_precision
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
@@ -265,12 +267,16 @@ def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
         (["--output", "{tmp}/kept.json/bench.json"], "its folder does not exist"),
     ],
 )
-def test_bad_arguments_are_one_line_before_any_measuring(args, message, trained_ckpt, tmp_path):
+def test_bad_arguments_are_refused_before_any_measuring(args, message, trained_ckpt, tmp_path):
     (tmp_path / "kept.json").write_text("an earlier report")
-    args = [a.format(tmp=tmp_path, skip=trained_ckpt) for a in args]
-    result = subprocess.run(
-        [sys.executable, "-m", "cellseg.bench", "--quick", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    with pytest.raises(CellsegError, match=re.escape(message)):
+        bench.check_args(bench.parse_args([a.format(tmp=tmp_path, skip=trained_ckpt) for a in args]))
     assert (tmp_path / "kept.json").read_text() == "an earlier report"
+
+
+def test_a_bad_argument_is_one_line_and_exit_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "cellseg.bench", "--quick", "--side", "33"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "cellseg: error: --side 33: must be a multiple of 32 from 32"

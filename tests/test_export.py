@@ -7,6 +7,7 @@ command as a subprocess; all but one stop before a checkpoint is loaded."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import socket
 import subprocess
@@ -245,8 +246,8 @@ def test_overwrite_replaces_only_an_earlier_package(case, trained_ckpt, sample, 
         args["output"] = output = tmp_path / "notes.zip"
         output.write_text("keep me")
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    result = export_cli(*(f"{k}={v}" for k, v in args.items()))
-    assert result.returncode == 2 and expect in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(CellsegError, match=re.escape(expect)):
+        export(parse([f"{k}={v}" for k, v in args.items()]))
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert (output if output.is_file() else output / "notes.txt").read_text() == "keep me"
 
