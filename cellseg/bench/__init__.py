@@ -116,7 +116,8 @@ def check_args(args: argparse.Namespace) -> None:
         history = args.run / "validation.csv"
         if not history.is_file():
             raise CellsegError(f"--run {args.run}: no validation.csv there; give a train.py run folder")
-        columns = history.open().readline().strip().split(",")
+        with history.open() as file:
+            columns = file.readline().strip().split(",")
         if not {"step", "elapsed_s", "val/seg"} <= set(columns):
             raise CellsegError(f"{history}: no step, elapsed_s and val/seg columns; give a train.py run folder")
     if not args.output.parent.is_dir():

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cellseg.errors import CellsegError
 from cellseg.postprocess import RANGES
+from cellseg.tracking.tracker import RANGES as TRACKER_RANGES
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("postprocess", "tracker", "paths")
@@ -26,13 +27,6 @@ CHOICES = {
 }
 FLAGS = ("overwrite", "skip_existing", "tta", "save_prob", "save_overlay", "save_tracks", "save_rois")
 PATHS = ("ckpt", "input", "output", "gt")
-# the overlap tracker's numeric options: lowest, highest, integer, lowest excluded
-TRACKER_RANGES = {
-    "max_distance": (0, 1e6, False, True),
-    "gap_closing": (0, 1000, True, False),
-    "division_distance": (0, 1e6, False, True),
-    "min_overlap": (0, 1, False, False),
-}
 REQUIRED = ("ckpt", "input")
 
 
@@ -119,9 +113,9 @@ def check_options(cfg: DictConfig) -> None:
             if OmegaConf.select(cfg, key) != "auto":
                 _number(cfg, key, low, high, integer=kind is int, open_low=open_low)
     tracker = cfg.get("tracker") or {}
-    for name, (low, high, integer, open_low) in TRACKER_RANGES.items():
+    for name, (kind, low, high, open_low) in TRACKER_RANGES.items():
         if name in tracker:  # the overlap tracker's options; tracker=none has none
-            _number(cfg, f"tracker.{name}", low, high, integer=integer, open_low=open_low, required=True)
+            _number(cfg, f"tracker.{name}", low, high, integer=kind is int, open_low=open_low, required=True)
     if "divisions" in tracker and not isinstance(tracker.divisions, bool):
         raise CellsegError(f"tracker.divisions={tracker.divisions!r}; use true or false")
     for key in PATHS:

@@ -71,10 +71,10 @@ def check_ground_truth(gt_dir: str | Path) -> tuple[int, tuple[int, ...]]:
         if not fields:
             continue
         try:
-            label, begin, end, parent = (int(f) for f in fields) if len(fields) == 4 else (None,) * 4
-        except ValueError:
-            label = None
-        if label is None or label < 1 or not 0 <= begin <= end or parent < 0:
+            label, begin, end, parent = map(int, fields)
+        except ValueError:  # not four integers
+            label = begin = end = parent = -1
+        if label < 1 or not 0 <= begin <= end or parent < 0:
             raise CellsegError(
                 f"{table}: line {number} is not 'L B E P' (four integers, L >= 1, B <= E): {line[:60]!r}"
             )
@@ -84,12 +84,13 @@ def check_ground_truth(gt_dir: str | Path) -> tuple[int, tuple[int, ...]]:
         raise CellsegError(f"{table}: no tracks; a CTC ground truth has one 'L B E P' line per track")
     if parents - labels - {0}:
         raise CellsegError(f"{table}: parent {min(parents - labels - {0})} is not a track of the file")
-    numbers = sorted(int(m[1]) for p in tra.iterdir() if (m := _TRA_MASK.match(p.name)))
+    masks = {int(m[1]): p for p in tra.iterdir() if (m := _TRA_MASK.match(p.name))}
+    numbers = sorted(masks)
     if not numbers:
         raise CellsegError(f"{tra}: no man_trackNNN.tif masks; a CTC ground truth has one per frame")
     if numbers != list(range(len(numbers))):
         raise CellsegError(f"{tra}: man_trackNNN.tif numbered {numbers[0]}..{numbers[-1]} with gaps; expected 0..N-1")
-    first = next(p for p in sorted(tra.iterdir()) if (m := _TRA_MASK.match(p.name)) and int(m[1]) == 0)
+    first = masks[0]
     try:
         with tifffile.TiffFile(first) as tif:
             shape, dtype = tif.series[0].shape, tif.series[0].dtype

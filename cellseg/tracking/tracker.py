@@ -101,6 +101,16 @@ def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
     return [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if cost[r, c] < FORBIDDEN]
 
 
+# the numeric options of OverlapTracker, as postprocess.RANGES: (types, lowest, highest, lowest excluded);
+# checked where they come from a command line
+RANGES: dict[str, tuple[type | tuple[type, ...], float, float, bool]] = {
+    "max_distance": ((int, float), 0, 1e6, True),
+    "gap_closing": (int, 0, 1000, False),
+    "division_distance": ((int, float), 0, 1e6, True),
+    "min_overlap": ((int, float), 0, 1, False),
+}
+
+
 class OverlapTracker:
     """Link instance labels frame by frame into tracks; see the module docstring."""
 
