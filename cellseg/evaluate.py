@@ -48,6 +48,7 @@ class Evaluator:
         self.per_image: dict[str, dict] = {}
         self.counts = metrics.InstanceCounts()
         self.errors = {key: 0 for key in metrics.ERROR_KINDS}
+        self.roc_frames = 0  # frames in the pixel ROC
 
     def masks_for(self, image: Path, n_frames: int, shape: tuple[int, int]) -> np.ndarray:
         """Ground-truth labels (T, Y, X) of an input, checked against its frames."""
@@ -63,10 +64,15 @@ class Evaluator:
             raise CellsegError(f"{path}: masks must be integer instance labels, not {masks.dtype}")
         return masks.astype(np.int32)
 
-    def add(self, name: str, normalized: np.ndarray, truth: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
-        """Score one frame and write its error overlay (drawn on the normalized frame)."""
-        interior = (truth > 0) & ~edge_band(truth, self.edge_width)
-        self.roc.update(torch.from_numpy(prob[0]), torch.from_numpy(interior.astype(np.int64)))
+    def add(
+        self, name: str, normalized: np.ndarray, truth: np.ndarray, prob: np.ndarray | None, labels: np.ndarray
+    ) -> None:
+        """Score one frame and write its error overlay (drawn on the normalized frame). Without
+        ``prob`` (labels segmented by an earlier run) the frame counts in every score but the pixel ROC."""
+        if prob is not None:
+            interior = (truth > 0) & ~edge_band(truth, self.edge_width)
+            self.roc.update(torch.from_numpy(prob[0]), torch.from_numpy(interior.astype(np.int64)))
+            self.roc_frames += 1
         counts = metrics.instance_counts(truth, labels)
         errors = metrics.error_kinds(truth, labels)
         self.counts = self.counts + counts
@@ -77,10 +83,16 @@ class Evaluator:
         write_with(self.out_dir / f"{name}_errors.png", lambda tmp: iio.imwrite(tmp, overlay, extension=".png"))
 
     def finish(self) -> dict:
-        """Write ``metrics.json`` and ``roc.png``; return the overall metrics."""
-        fpr, tpr, _ = self.roc.compute()
-        overall = {**self.counts.summary(), **self.errors, "auc": metrics.roc_auc(fpr, tpr)}
+        """Write ``metrics.json`` and ``roc.png`` (when some frame was segmented in this run:
+        ``auc`` and the ROC need its probabilities); return the overall metrics."""
+        overall = {**self.counts.summary(), **self.errors}
         report = {"overall": overall, "per_image": self.per_image}
+        if not self.roc_frames:
+            write_json(self.out_dir / "metrics.json", report)
+            return overall
+        fpr, tpr, _ = self.roc.compute()
+        overall["auc"] = metrics.roc_auc(fpr, tpr)
+        overall["auc_frames"] = self.roc_frames  # fewer than per_image when skip_existing kept some
         write_json(self.out_dir / "metrics.json", report)
         curves = {} if self.val_roc is None else {"validation (training run)": tuple(self.val_roc)}
         curves[f"these images (AUC {overall['auc']:.3f})"] = (fpr.numpy(), tpr.numpy())

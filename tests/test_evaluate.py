@@ -172,7 +172,7 @@ def test_predict_with_gt_writes_metrics_consistent_with_its_outputs(trained_ckpt
         assert overlay.shape == (*truth.shape, 3)
         assert {colour_name(rgb) for rgb in overlay[labels > 0]} <= {"grey", *DOCUMENTED.values()}
     overall = report["overall"]
-    assert overall == pytest.approx({**total.summary(), **errors, "auc": overall["auc"]})
+    assert overall == pytest.approx({**total.summary(), **errors, "auc": overall["auc"], "auc_frames": 2})
     assert overall["n_true"] == sum(int(t.max()) for t in truths.values())
     assert stats.metrics == pytest.approx(overall)
     assert 0.9 < overall["auc"] <= 1.0  # a trained model separates interiors from the rest
@@ -211,3 +211,22 @@ def test_training_logs_val_metrics_and_stores_threshold(synthetic_overrides, tmp
     assert result["best"]["val/seg"] == history["val/seg"].max()
     assert len(list((tmp_path / "val_images").glob("*_errors.png"))) == len(history)
     assert len(list((tmp_path / "val_images").glob("*_roc.png"))) == len(history)
+
+
+def test_frames_without_probabilities_are_scored_but_left_out_of_the_roc(tmp_path):
+    """Labels an earlier run segmented (skip_existing) come without probabilities: they count
+    in SEG and AP, not in the pixel ROC; with none in the ROC there is no AUC and no roc.png."""
+    truth, pred = merge_and_false_positive()
+    grey = np.full(truth.shape, 0.5, np.float32)
+    only_labels = Evaluator(tmp_path, tmp_path, edge_width=1, val_roc=None)
+    only_labels.add("kept", grey, truth, None, pred.astype(np.uint16))
+    overall = only_labels.finish()
+    assert "auc" not in overall and not (tmp_path / "roc.png").exists()
+    assert overall["seg"] == pytest.approx(metrics.instance_counts(truth, pred).summary()["seg"])
+    both = Evaluator(tmp_path, tmp_path / "both", edge_width=1, val_roc=None)
+    (tmp_path / "both").mkdir()
+    both.add("kept", grey, truth, None, pred.astype(np.uint16))
+    both.add("new", grey, truth, perfect_probabilities(truth), pred.astype(np.uint16))
+    overall = both.finish()
+    assert (overall["auc"], overall["auc_frames"]) == (pytest.approx(1.0), 1)
+    assert (tmp_path / "both" / "roc.png").exists()

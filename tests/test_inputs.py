@@ -102,6 +102,20 @@ def test_frames_written_one_page_at_a_time_are_a_stack(tmp_path):
     assert [int(frame[0, 0]) for _, frame in stack.frames()] == list(range(5))
 
 
+def test_a_four_frame_uint8_stack_stored_as_one_page_is_four_frames(tmp_path):
+    """tifffile stores a (4, Y, X) uint8 stack as one page of 4 samples even with axes TYX."""
+    tifffile.imwrite(
+        tmp_path / "four.tif",
+        np.arange(4, dtype=np.uint8)[:, None, None] * np.ones((4, 16, 16), np.uint8),
+        metadata={"axes": "TYX"},
+    )
+    with tifffile.TiffFile(tmp_path / "four.tif") as tif:
+        assert len(tif.series[0].pages) == 1  # the layout this test is about
+    (stack,) = sources_of(tmp_path / "four.tif")
+    assert (stack.n_frames, stack.axes) == (4, "TYX")
+    assert [(frame.shape, int(frame[0, 0])) for _, frame in stack.frames()] == [((16, 16), t) for t in range(4)]
+
+
 @pytest.mark.parametrize("dtype", [bool, np.complex64])
 def test_stacks_of_non_intensity_dtypes_are_refused_by_name(tmp_path, dtype):
     tifffile.imwrite(tmp_path / "odd.tif", np.ones((3, 16, 16), dtype))

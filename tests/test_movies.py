@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -351,3 +352,82 @@ def test_stored_probability_is_within_half_a_step_and_compresses(tmp_path):
         tifffile.imwrite(tmp_path / f"{name}.tif", page, **COMPRESSION)
         sizes[name] = (tmp_path / f"{name}.tif").stat().st_size
     assert sizes["stored"] < sizes["full"] / 2
+
+
+@pytest.fixture
+def scored_pair(tmp_path) -> tuple[Path, Path]:
+    """Two synthetic images and their masks, as ``input=`` and ``gt=`` folders."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name, seed in (("a", 0), ("b", 1)):
+        image, labels = synthetic_frame(np.random.default_rng(seed), 128, n_nuclei=5)
+        tifffile.imwrite(images / f"{name}.tif", image)
+        tifffile.imwrite(masks / f"{name}.tif", labels.astype(np.uint16))
+    return images, masks
+
+
+def test_skip_existing_redoes_a_source_interrupted_while_committing(trained_ckpt, scored_pair, tmp_path):
+    """Killed between its renames, a source has some outputs but no labels (committed last):
+    skip_existing=true segments it again instead of refusing its own leftovers."""
+    images, _ = scored_pair
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, images, out)
+    (out / "b_labels.tif").unlink()
+    (out / "b_prob.tif").write_bytes(b"half")
+    stats = predict_run(trained_ckpt, images, out, "skip_existing=true")
+    assert (stats.skipped, stats.images) == (1, 1)
+    assert tifffile.imread(out / "b_prob.tif").shape == (128, 128)
+    assert sorted(pd.read_csv(out / "measurements.csv")["image"].unique()) == ["a", "b"]
+
+
+def test_skip_existing_scores_the_sources_it_keeps(trained_ckpt, scored_pair, tmp_path):
+    images, masks = scored_pair
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, images, out, f"gt={masks}")
+    first = json.loads((out / "metrics.json").read_text())
+    (out / "b_labels.tif").unlink()
+    stats = predict_run(trained_ckpt, images, out, f"gt={masks}", "skip_existing=true")
+    again = json.loads((out / "metrics.json").read_text())
+    assert stats.skipped == 1 and sorted(again["per_image"]) == ["a", "b"]
+    for name in ("a", "b"):
+        assert again["per_image"][name] == pytest.approx(first["per_image"][name])
+    assert again["overall"]["seg"] == pytest.approx(first["overall"]["seg"])
+    assert (first["overall"]["auc_frames"], again["overall"]["auc_frames"]) == (2, 1)  # a's probabilities are gone
+
+
+def test_skip_existing_refuses_an_input_that_leaves_out_an_earlier_source(trained_ckpt, scored_pair, tmp_path):
+    images, _ = scored_pair
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, images, out)
+    before = (out / "measurements.csv").read_bytes()
+    with pytest.raises(CellsegError, match=r"run.json: the run there also segmented b, which this input does not"):
+        predict_run(trained_ckpt, images / "a.tif", out, "skip_existing=true")
+    assert (out / "measurements.csv").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_overwrite_removes_the_scores_of_the_outputs_it_replaces(trained_ckpt, scored_pair, tmp_path):
+    images, masks = scored_pair
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, images, out, f"gt={masks}")
+    assert {"metrics.json", "roc.png", "a_errors.png", "b_errors.png"} <= {p.name for p in out.iterdir()}
+    predict_run(trained_ckpt, images / "a.tif", out, "overwrite=true")
+    names = {p.name for p in out.iterdir()}
+    assert not names & {"metrics.json", "roc.png", "a_errors.png", "b_errors.png"}, names
+    assert "Metrics against ground truth" not in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("name", "kind"), [("movie_RES", "file"), ("movie_labels.tif", "folder")])
+def test_an_output_name_taken_by_the_wrong_kind_is_refused_before_segmenting(
+    trained_ckpt, movie, tmp_path, monkeypatch, name, kind
+):
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, movie / "movie.tif", out, "save_prob=false", "save_overlay=false")
+    shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    (out / name).mkdir() if kind == "folder" else (out / name).write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    monkeypatch.setattr(Predictor, "predict_normalized", lambda *a: pytest.fail("segmented"))
+    with pytest.raises(CellsegError, match=rf"{name}: is a {kind} where cellseg writes a"):
+        predict_run(trained_ckpt, movie / "movie.tif", out, "overwrite=true", "save_prob=false", "save_overlay=false")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -203,6 +203,11 @@ class Source:
         """Frames of a (T, Y, X) TIFF one page at a time, so memory does not grow with T."""
         with tifffile.TiffFile(path) as tif:
             pages = tif.pages if is_page_per_frame(tif) else tif.series[0].pages
+            if len(pages) != self.n_frames:  # frames as samples of one page (a 3-4 frame uint8 stack)
+                image = read_image(path)
+                for index in range(self.n_frames):
+                    yield index, select(image, self.axes, index, self.channel)
+                return
             for index in range(self.n_frames):
                 try:
                     yield index, np.squeeze(pages[index].asarray())

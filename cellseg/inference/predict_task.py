@@ -201,10 +201,11 @@ def print_summary(stats: RunStats, out_dir: Path) -> None:
     )
     if stats.metrics:
         m = stats.metrics
+        auc, roc = (f", AUC {m['auc']:.4f}", "roc.png, ") if "auc" in m else ("", "")
         print(
-            f"vs ground truth: SEG {m['seg']:.3f}, AP50 {m['ap50']:.3f}, AP {m['ap']:.3f}, AUC {m['auc']:.4f}; "
+            f"vs ground truth: SEG {m['seg']:.3f}, AP50 {m['ap50']:.3f}, AP {m['ap']:.3f}{auc}; "
             f"{m['merges']} merges, {m['splits']} splits, {m['false_positives']} false positives, "
-            f"{m['misses']} misses (metrics.json, roc.png, *_errors.png)"
+            f"{m['misses']} misses (metrics.json, {roc}*_errors.png)"
         )
     for name, scores in stats.tracking_metrics.items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float))

@@ -11,6 +11,7 @@ labels and a warning; gap closing bridges it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -136,17 +137,53 @@ class PredictionRun:
                 f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR"
             ) from err
         existing = [self.out_dir / name for name in RUN_FILES if (self.out_dir / name).exists()]
+        check_kinds(existing, folders=())
         if existing and not (self.options.overwrite or self.options.skip_existing):
             raise CellsegError(
                 f"{existing[0]}: exists already; pass skip_existing=true to finish an interrupted run, "
                 "overwrite=true to redo it, or choose another output=DIR"
             )
+        self.earlier_scores = earlier_scored_names(self.out_dir) if self.options.overwrite else set()
         return self.out_dir / RUN_FILES[0]
+
+    def check_same_run(self, sources: list[Source]) -> None:
+        """``skip_existing`` finishes the run ``run.json`` records: refuse inputs that leave out
+        one of its sources, whose rows ``measurements.csv`` would lose."""
+        record = self.out_dir / "run.json"
+        if not (self.options.skip_existing and record.exists()):
+            return
+        try:
+            earlier = [s["name"] for s in json.loads(record.read_text())["sources"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise CellsegError(
+                f"{record}: cannot be read ({type(err).__name__}); skip_existing=true needs the record of the "
+                "earlier run: pass overwrite=true to redo it, or choose another output=DIR"
+            ) from err
+        missing = sorted(set(earlier) - {source.name for source in sources})
+        if missing:
+            raise CellsegError(
+                f"{record}: the run there also segmented {', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}, which this input does not hold; skip_existing=true "
+                "finishes the same run: pass the same input=, or choose another output=DIR"
+            )
+
+    def clear_stale_scores(self) -> None:
+        """``overwrite=true``: scores of the earlier run that this run did not write again
+        (``metrics.json``, ``roc.png``, ``<name>_errors.png``) describe replaced outputs; remove them."""
+        scored = set(self.evaluator.per_image) if self.evaluator is not None else set()
+        for name in self.earlier_scores - scored:
+            remove(self.out_dir / f"{name}_errors.png")
+        if self.stats.metrics is None:
+            remove(self.out_dir / "roc.png")
+            if not self.stats.tracking_metrics:
+                remove(self.out_dir / "metrics.json")
 
     def run(self, sources: list[Source]) -> RunStats:
         """Process all sources; one that fails is reported on stderr and skipped. When none
         succeeds, nothing is written: the error is raised (one source) or summed up."""
-        self.table = CsvStream(self.prepare(), TABLE_COLUMNS)
+        measurements = self.prepare()
+        self.check_same_run(sources)
+        self.table = CsvStream(measurements, TABLE_COLUMNS)
         errors = []
         try:
             with Progress(transient=True) as progress:
@@ -173,6 +210,8 @@ class PredictionRun:
         self.table.commit()
         if self.evaluator is not None and self.evaluator.per_image:
             self.stats.metrics = self.evaluator.finish()
+        if self.options.overwrite:
+            self.clear_stale_scores()
         return self.stats
 
     def tracked(self, source: Source) -> bool:
@@ -208,7 +247,9 @@ class PredictionRun:
             self.stats.skipped += 1
             return
         existing = [p for p in planned if p.exists()]
-        if existing and not self.options.overwrite:
+        check_kinds(existing, folders=TrackOutputs.paths(self.out_dir, source.name)[-1:])
+        # without its labels (committed last) a source was interrupted: skip_existing redoes it
+        if existing and not (self.options.overwrite or self.options.skip_existing):
             raise CellsegError(
                 f"{existing[0]}: exists already; pass overwrite=true to replace it or skip_existing=true to keep it"
             )
@@ -235,10 +276,28 @@ class PredictionRun:
                 except CellsegError as err:  # the movie's outputs are complete; only its scores are missing
                     self.stats.unscored.append(str(err))
 
+    def scorer(self, source: Source) -> Callable | None:
+        """``score(index, normalized, prob, labels)`` for the frames of ``source`` against
+        ``gt=`` (``prob`` None: labels of an earlier run), or None without ground truth."""
+        if self.evaluator is None:
+            return None
+        if len(source.paths) > 1:
+            return lambda index, normalized, prob, labels: self.score_movie_frame(
+                source.paths[index], normalized, prob, labels
+            )
+        truth = []  # the masks of a one-file source, read at its first scored frame
+
+        def score(index: int, normalized: np.ndarray, prob: np.ndarray | None, labels: np.ndarray) -> None:
+            if not truth:
+                truth.append(self.evaluator.masks_for(source.paths[0], source.n_frames, labels.shape))
+            stem = source.name if source.n_frames == 1 else f"{source.name}_t{index:03d}"
+            self.evaluator.add(stem, normalized, truth[0][index], prob, labels)
+
+        return score
+
     def segment_frames(self, source: Source, writer: SourceWriter, progress, frame_task) -> None:
         """The per-frame pipeline of one source."""
-        one_file = self.evaluator is not None and len(source.paths) == 1
-        truth = None  # the masks of a one-file source, read at its first good frame
+        score = self.scorer(source)
         for index, raw in read_ahead(source.frames()):
             name = source.label if source.n_frames == 1 else f"{source.label} frame {index}"
             try:
@@ -257,17 +316,14 @@ class PredictionRun:
                 cell = cell_probability(prob)  # once: for min_prob, the prob TIFF and mean_prob
                 labels = self.predictor.labels(prob, cell)
                 writer.add(index, raw, normalized, cell, labels)
-                if one_file:
-                    if truth is None:
-                        truth = self.evaluator.masks_for(source.paths[0], source.n_frames, raw.shape)
-                    stem = source.name if source.n_frames == 1 else f"{source.name}_t{index:03d}"
-                    self.evaluator.add(stem, normalized, truth[index], prob, labels)
-                elif self.evaluator is not None and len(source.paths) > 1:
-                    self.score_movie_frame(source.paths[index], normalized, prob, labels)
+                if score is not None:
+                    score(index, normalized, prob, labels)
             if frame_task is not None:
                 progress.advance(frame_task)
 
-    def score_movie_frame(self, path: Path, normalized: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> None:
+    def score_movie_frame(
+        self, path: Path, normalized: np.ndarray, prob: np.ndarray | None, labels: np.ndarray
+    ) -> None:
         """Score one frame of a movie folder against its own mask, where ``gt=`` has one."""
         try:
             find_mask(path, self.evaluator.gt_dir)
@@ -278,7 +334,7 @@ class PredictionRun:
 
     def remeasure(self, source: Source, labels_path: Path) -> pd.DataFrame:
         """Rows of an already finished source, measured again from its labels, raw frames and
-        (where it was saved) probabilities."""
+        (where it was saved) probabilities; with ``gt=``, its labels are scored as well."""
         prob_path = self.out_dir / f"{source.name}_prob.tif"
         redo = "delete it or pass overwrite=true to segment the source again"
 
@@ -289,6 +345,7 @@ class PredictionRun:
                 raise CellsegError(f"{path}: page {index} unreadable ({err}); {redo}") from err
 
         rows = []
+        score = self.scorer(source)
         with ExitStack() as stack:
             stacks = {}
             for path in (labels_path, prob_path) if prob_path.exists() else (labels_path,):
@@ -312,8 +369,40 @@ class PredictionRun:
                         f"the outputs of another image; {redo}"
                     )
                 rows.append(table_rows(labels, raw, source, index, self.tracked(source), prob))
+                if score is not None:
+                    self.score_earlier(score, index, raw, labels, source)
         log.info("%s: labels exist (skip_existing=true): measured again, not segmented", labels_path)
         return pd.concat(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
+
+    def score_earlier(self, score: Callable, index: int, raw: np.ndarray, labels: np.ndarray, source: Source) -> None:
+        """Score a frame an earlier run segmented, unless it was a bad frame then (not scored)."""
+        name = source.label if source.n_frames == 1 else f"{source.label} frame {index}"
+        try:
+            check_frame(raw, name, labels.shape, self.options.min_snr)
+            normalized = self.predictor.normalize(raw, name)
+        except CellsegError:
+            return
+        score(index, normalized, None, labels.astype(np.int32))
+
+
+def check_kinds(existing: list[Path], folders: list[Path] | tuple) -> None:
+    """Refuse an output name taken by a folder where cellseg writes a file, or the reverse:
+    replacing it would fail half-way (or delete a folder of someone's files)."""
+    for path in existing:
+        wanted = "folder" if path in folders else "file"
+        if path.is_dir() != (wanted == "folder"):
+            raise CellsegError(
+                f"{path}: is a {'folder' if path.is_dir() else 'file'} where cellseg writes a {wanted}; "
+                "move it away or choose another output=DIR"
+            )
+
+
+def earlier_scored_names(out_dir: Path) -> set[str]:
+    """The images an earlier run's ``metrics.json`` scored one by one (their ``_errors.png``)."""
+    try:
+        return set(json.loads((out_dir / "metrics.json").read_text()).get("per_image", {}))
+    except (OSError, ValueError, AttributeError):  # none, damaged, or a tracking report
+        return set()
 
 
 def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None, min_snr: float) -> None:
