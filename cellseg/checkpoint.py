@@ -8,7 +8,6 @@ one line instead of failing later or giving silently wrong cells.
 
 from __future__ import annotations
 
-import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from cellseg.errors import CellsegError
 from cellseg.postprocess import METHODS, RANGES
+from cellseg.utils.numbers import number_problem
 
 REQUIRED_HPARAMS = ("net", "data", "postprocess")
 
@@ -56,14 +56,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _number_problem(name: str, value: Any, kind: Any, low: float, high: float, open_low: bool) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-        return f"{name} is {value!r}, not a finite {'integer' if kind is int else 'number'}"
-    if value < low or value > high or (open_low and value == low):
-        return f"{name}={value!r} is out of range {'(' if open_low else '['}{low:g}, {high:g}]"
-    return None
-
-
 def _weights_problem(state_dict: dict) -> str | None:
     """Why the tensors of ``state_dict`` cannot be used, or None."""
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
@@ -72,7 +64,7 @@ def _weights_problem(state_dict: dict) -> str | None:
     if threshold is not None:
         if threshold.numel() != 1:
             return "the stored threshold is not one number"
-        problem = _number_problem("the stored threshold", float(threshold), float, 0, 1, False)
+        problem = number_problem("the stored threshold", float(threshold), float, 0, 1, False)
         if problem:
             return problem
     if not all(torch.isfinite(v).all() for v in state_dict.values() if v.is_floating_point()):
@@ -88,14 +80,14 @@ def options_problem(hparams: dict) -> str | None:
     norm = data.get("norm") if isinstance(data, dict) else None
     if not isinstance(norm, dict) or set(norm) != {"low", "high"}:
         return "data.norm is not exactly two numbers low/high"
-    problem = _number_problem("data.norm.low", norm["low"], (int, float), 0, 100, False) or _number_problem(
+    problem = number_problem("data.norm.low", norm["low"], (int, float), 0, 100, False) or number_problem(
         "data.norm.high", norm["high"], (int, float), 0, 100, False
     )
     if problem:
         return problem
     if norm["low"] >= norm["high"]:
         return f"data.norm.low={norm['low']} is not below data.norm.high={norm['high']}"
-    problem = _number_problem("data.edge_width", data.get("edge_width"), int, 0, 64, False)
+    problem = number_problem("data.edge_width", data.get("edge_width"), int, 0, 64, False)
     if problem:
         return problem
     if not isinstance(post, dict) or any(k != "method" and k not in RANGES for k in post):
@@ -104,7 +96,7 @@ def options_problem(hparams: dict) -> str | None:
         return f"postprocess.method is not one of {', '.join(METHODS)}"
     for key, (kind, low, high, open_low) in RANGES.items():
         if key in post:
-            problem = _number_problem(f"postprocess.{key}", post[key], kind, low, high, open_low)
+            problem = number_problem(f"postprocess.{key}", post[key], kind, low, high, open_low)
             if problem:
                 return problem
     return None

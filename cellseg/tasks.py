@@ -25,6 +25,7 @@ from cellseg.outputs.report import write_training_report
 from cellseg.sequence_test import ground_truth_of, score_sequence
 from cellseg.utils.callbacks import AtomicCheckpointIO, ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
+from cellseg.utils.numbers import number_problem
 from cellseg.utils.task import finish_wandb
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ def _check_launch(cfg: DictConfig) -> None:
             "use hardware=cpu (or hardware=auto, which picks what is there)"
         )
     saved = {"data": {"norm": _plain(cfg.data.norm), "edge_width": cfg.data.edge_width}}
-    problem = options_problem({**saved, "postprocess": postprocess_options(cfg, None)})
+    problem = number_problem("seed", cfg.seed, int, 0, 2**32 - 1) or options_problem(
+        {**saved, "postprocess": postprocess_options(cfg, None)}
+    )
     if problem:  # the checkpoint would be refused by prediction after the whole training
         raise CellsegError(f"{problem}; change the option")
     relaunches = str(hardware.strategy).startswith("ddp") and "spawn" not in str(hardware.strategy)

@@ -193,11 +193,27 @@ def test_data_in_channels_other_than_one_is_refused(synthetic_root):
         ({"crop_size": 100}, "data.crop_size=100: must be a positive multiple of 32"),
         ({"batch_size": 0}, "data.batch_size=0: must be a positive integer"),
         ({"batch_size": "abc"}, "data.batch_size='abc': must be a positive integer"),
+        ({"test_gap": "abc"}, "data.test_gap is 'abc', not a finite integer; change the option"),
+        ({"test_gap": -1}, "data.test_gap=-1 is out of range [0, 100000]"),
+        ({"val_region": "abc"}, "data.val_region is 'abc', not a finite number"),
+        ({"test_region": float("nan")}, "data.test_region is nan, not a finite number"),
+        ({"samples_per_epoch": "abc"}, "data.samples_per_epoch is 'abc', not a finite integer"),
+        ({"samples_per_epoch": 4, "batch_size": 8}, "data.samples_per_epoch=4 is less than one batch"),
+        ({"num_workers": "abc"}, "data.num_workers is 'abc', not a finite integer"),
+        ({"border_sigma": "abc"}, "data.border_sigma is 'abc', not a finite number"),
     ],
 )
 def test_bad_crop_or_batch_size_is_refused_before_reading(synthetic_root, option, message):
     with pytest.raises(CellsegError, match=re.escape(message)):
         CellDataModule(str(synthetic_root), **option).prepare_data()
+
+
+def test_one_frame_name_is_a_list_of_one(synthetic_root):
+    """``data.val_frames=syn_002`` from the command line is a string, not six one-letter names."""
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64, val_frames="syn_002", test_frames="syn_003")
+    datamodule.setup()
+    assert [f.name for f in datamodule.val_frames_data] == ["syn_002"]
+    assert [f.name for f in datamodule.test_frames_data] == ["syn_003"]
 
 
 def test_crop_batch_shapes(synthetic_root):

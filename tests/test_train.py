@@ -207,6 +207,16 @@ def test_options_prediction_would_refuse_are_refused_before_training(synthetic_o
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [("abc", "seed is 'abc', not a finite integer"), ("-3", r"seed=-3 is out of range \[0, 4294967295\]")],
+)
+def test_a_seed_that_is_not_a_seed_is_one_line(synthetic_overrides, tmp_path, seed, message):
+    with pytest.raises(CellsegError, match=message):
+        train_run([*synthetic_overrides, f"seed={seed}"], tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_existing_run_is_not_overwritten(synthetic_overrides, tmp_path):
     train_run(synthetic_overrides, tmp_path)
     before = (tmp_path / "checkpoints" / "best.ckpt").read_bytes()

@@ -21,6 +21,7 @@ from cellseg.data.synthetic import generate
 from cellseg.data.targets import make_targets
 from cellseg.data.transforms import build_augment, dim_like_bleaching, seed_augment, window, window_size
 from cellseg.errors import CellsegError
+from cellseg.utils.numbers import number_problem
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,27 @@ def _smallest_whole_cell(label_images: list[np.ndarray]) -> int | None:
     return int(areas.min()) if areas.size else None
 
 
+# numeric data options: (type, low, high); the regions may be null (no region held out)
+NUMBER_OPTIONS = {
+    "val_region": ((int, float), 0, 0.9),
+    "test_region": ((int, float), 0, 0.9),
+    "test_gap": (int, 0, 100_000),
+    "samples_per_epoch": (int, 1, 10**9),
+    "num_workers": (int, 0, 256),
+    "border_sigma": ((int, float), 0, 1000),
+}
+
+
+def frame_names(value: Any) -> list[str]:
+    """``data.val_frames`` and the like as a list of names: one name (``data.val_frames=t001``)
+    is a list of one, where ``list("t001")`` would be four letters."""
+    if value is None:
+        return []
+    if isinstance(value, (str, int)):
+        return [str(value)]
+    return [str(name) for name in value]
+
+
 class CellDataModule(L.LightningDataModule):
     """Annotated frames from ``root``: random crops to train on, held-out frames to validate
     and to test.
@@ -221,10 +243,10 @@ class CellDataModule(L.LightningDataModule):
         self.in_channels = in_channels
         self.root = Path(root).expanduser() if root else None
         self.layout = layout
-        self.val_frames = list(val_frames) if val_frames else None
-        self.use_frames = set(use_frames) if use_frames else None
+        self.val_frames = frame_names(val_frames) or None
+        self.use_frames = set(frame_names(use_frames)) or None
         self.val_region = val_region
-        self.test_frames = list(test_frames) if test_frames else []
+        self.test_frames = frame_names(test_frames)
         self.test_region = test_region
         self.test_gap = test_gap
         self.test_sequence = test_sequence
@@ -258,6 +280,16 @@ class CellDataModule(L.LightningDataModule):
         dim = self.augment.get("dim", 0.0)
         if not isinstance(dim, (int, float)) or not 0 <= dim <= 1:
             raise CellsegError(f"data.augment.dim={dim!r}: the share of crops dimmed like a bleached frame, 0 to 1")
+        for key, (kind, low, high) in NUMBER_OPTIONS.items():
+            value = getattr(self, key)
+            problem = None if value is None and key.endswith("_region") else number_problem(f"data.{key}", value, kind, low, high)
+            if problem:
+                raise CellsegError(f"{problem}; change the option")
+        if self.samples_per_epoch < self.batch_size:
+            raise CellsegError(
+                f"data.samples_per_epoch={self.samples_per_epoch} is less than one batch "
+                f"(data.batch_size={self.batch_size}): no step would run; raise it"
+            )
 
     def prepare_data(self) -> None:
         """Generate the synthetic data set on first use (rank 0 only)."""
