@@ -23,6 +23,7 @@ from cellseg.models.registry import NETS, checked_spec
 from cellseg.outputs.atomic import write_json
 from cellseg.outputs.report import write_training_report
 from cellseg.sequence_test import ground_truth_of, score_sequence
+from cellseg.train_options import check_training_options
 from cellseg.utils.callbacks import AtomicCheckpointIO, ValidationHistory
 from cellseg.utils.instantiate import instantiate_group
 from cellseg.utils.numbers import number_problem
@@ -64,6 +65,7 @@ def build_module(cfg: DictConfig, smallest_cell: int | None = None) -> CellSegMo
 
 def _check_launch(cfg: DictConfig) -> None:
     """Refuse set-ups that would silently go wrong."""
+    check_training_options(cfg)
     hardware = cfg.hardware
     gpu = torch.cuda.is_available() or (hardware.accelerator == "gpu" and torch.backends.mps.is_available())
     if hardware.accelerator in ("gpu", "cuda") and not gpu:

@@ -8,8 +8,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from cellseg.data.datamodule import CellDataModule
+from cellseg.errors import CellsegError
 from cellseg.models.losses import EdgeWeightedBCE
 from cellseg.tasks import build_module
+from cellseg.train_options import check_training_options
 from cellseg.utils import resolvers
 
 from .conftest import CONF, compose_cfg
@@ -29,6 +31,53 @@ def test_experiment_composes_with_plus(name, tmp_path):
     cfg = compose_cfg([f"+experiment={name}"], tmp_path)
     assert cfg.task_name == name
     assert cfg.loss.edge_weight > 1
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"+experiment={name}" for name in options("experiment")]
+    + [
+        f"{group}={name}"
+        for group in ("optimizer", "scheduler", "loss", "trainer", "callbacks")
+        for name in options(group)
+    ],
+)
+def test_every_shipped_config_passes_the_training_option_check(override, tmp_path):
+    check_training_options(compose_cfg([override], tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optimizer.lr=abc"], "optimizer.lr is 'abc', not a finite number; change the option"),
+        (["optimizer.lr=0"], "optimizer.lr=0 is out of range (0, 10]"),
+        (["optimizer=sgd", "optimizer.nesterov=maybe"], "optimizer.nesterov='maybe': use true or false"),
+        (["scheduler=step", "scheduler.gamma=0"], "scheduler.gamma=0 is out of range (0, 1]"),
+        (["loss.edge_weight=-2"], "loss.edge_weight=-2 is out of range [0, 1000]"),
+        (["trainer.max_steps=abc"], "trainer.max_steps is 'abc', not a finite integer"),
+        (["trainer.max_time=15min"], "trainer.max_time='15min': use DD:HH:MM:SS"),
+        (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 is out of range [1, 1000000]"),
+        (["trainer.gradient_clip_val=abc"], "trainer.gradient_clip_val is 'abc', not a finite number"),
+        (["data.augment.rotate=maybe"], "data.augment.rotate='maybe': use true or false"),
+        (["model.out_channels=3"], "model.out_channels=3: cellseg's networks predict 2 maps"),
+        (["monitor.metric=val/sge"], "monitor.metric='val/sge': use one of val/seg, "),
+        (["monitor.mode=maximum"], "monitor.mode='maximum': use max or min"),
+        (["data.augment.seam=-1"], "data.augment.seam=-1 is out of range [0, 64]"),
+        (["callbacks=ema", "callbacks.weight_averaging.decay=1.5"], "callbacks.weight_averaging.decay=1.5 is out of"),
+        (["scheduler=step", "scheduler.milestones=[0.5,abc]"], "scheduler.milestones=[0.5, 'abc']: use fractions"),
+        (["scheduler=step", "scheduler.milestones=0.5"], "scheduler.milestones=0.5: use fractions"),
+    ],
+)
+def test_unusable_training_options_are_one_line(overrides, message, tmp_path):
+    with pytest.raises(CellsegError) as caught:
+        check_training_options(compose_cfg(overrides, tmp_path))
+    assert str(caught.value).startswith(message)
+
+
+def test_an_option_the_chosen_group_lacks_is_not_checked(tmp_path):
+    cfg = compose_cfg(["optimizer=adam", "trainer.gradient_clip_val=null"], tmp_path)
+    assert "alpha" not in cfg.optimizer
+    check_training_options(cfg)  # raises nothing: RMSprop's alpha and a null clip are not required
 
 
 @pytest.mark.parametrize("name", options("data"))
