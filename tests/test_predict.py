@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 
@@ -395,8 +396,25 @@ def test_mismatched_checkpoint_weights(trained_ckpt, tmp_path):
     for option in ("widths", "full_res"):  # googlenet_skip's own options
         net.pop(option, None)
     torch.save(checkpoint, tmp_path / "mismatch.ckpt")
-    with pytest.raises(CellsegError, match="weights do not fit"):
+    with pytest.raises(
+        CellsegError, match=r"weights do not fit cellseg\.models\.nets\.\S+: \d+ (tensor\(s\) missing|unexpected) \("
+    ):
         Predictor(tmp_path / "mismatch.ckpt")
+
+
+def test_weights_of_another_shape_are_named_with_both_shapes(trained_ckpt, tmp_path):
+    checkpoint = torch.load(trained_ckpt, weights_only=True)
+    key = next(
+        k for k, v in checkpoint["state_dict"].items() if k.startswith("net.") and v.ndim == 4 and v.shape[1] > 1
+    )
+    checkpoint["state_dict"][key] = checkpoint["state_dict"][key][:, :1].clone()
+    torch.save(checkpoint, tmp_path / "reshaped.ckpt")
+    wanted = tuple(torch.load(trained_ckpt, weights_only=True)["state_dict"][key].shape)
+    message = (
+        f"1 of another shape ({key.removeprefix('net.')} is {(wanted[0], 1, *wanted[2:])}, the network wants {wanted})"
+    )
+    with pytest.raises(CellsegError, match=re.escape(message)):
+        Predictor(tmp_path / "reshaped.ckpt")
 
 
 def test_output_into_the_input_folder_is_refused(trained_ckpt, tmp_path):

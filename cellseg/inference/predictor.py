@@ -48,13 +48,33 @@ def load_net(checkpoint: dict, ckpt: str | Path) -> torch.nn.Module:
     net_cfg = checkpoint["hyper_parameters"]["net"]
     net = build_net(net_cfg, str(ckpt), encoder_weights=None)
     weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as err:
+    problem = weights_mismatch(net.state_dict(), weights)
+    if problem:
         raise CellsegError(
-            f"{ckpt}: weights do not fit {net_cfg['_target_']} ({str(err).splitlines()[0][:150]})"
-        ) from err
+            f"{ckpt}: weights do not fit {net_cfg['_target_']}: {problem}; use a .ckpt written by train.py"
+        )
+    net.load_state_dict(weights)
     return net.eval()
+
+
+def weights_mismatch(expected: dict, weights: dict) -> str | None:
+    """What keeps ``weights`` from loading into a network whose state dict is ``expected``:
+    tensors missing, unexpected, or of another shape (the first of each named), or None."""
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    reshaped = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) missing ({missing[0]}, ...)")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected ({unexpected[0]}, ...)")
+    if reshaped:
+        key = reshaped[0]
+        problems.append(
+            f"{len(reshaped)} of another shape ({key} is {tuple(weights[key].shape)}, "
+            f"the network wants {tuple(expected[key].shape)})"
+        )
+    return "; ".join(problems) or None
 
 
 def saved_threshold(checkpoint: dict, ckpt: str | Path) -> float:
