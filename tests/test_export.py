@@ -263,3 +263,15 @@ def test_crafted_training_records_are_left_out_of_the_description():
 def test_every_network_has_a_package_description():
     """A network cellseg can build but not describe would fail at export, after the work."""
     assert set(NETS) == set(ARCHITECTURES)
+
+
+def test_a_deprecated_licence_id_is_refused_before_any_work(trained_ckpt, sample, tmp_path):
+    """bioimage.io packages take current SPDX ids only: GPL-2.0 must be refused by name at
+    start-up, not after the export as a description error listing every licence."""
+    output = tmp_path / "model.zip"
+    args = {"ckpt": trained_ckpt, "output": output, "sample": sample, "license": "GPL-2.0"}
+    with pytest.raises(CellsegError) as caught:
+        export(parse([f"{k}={v}" for k, v in args.items()]))
+    assert str(caught.value).startswith("license=GPL-2.0: a deprecated SPDX identifier")
+    assert "GPL-2.0-only" in str(caught.value) and len(str(caught.value)) < 300
+    assert list(tmp_path.iterdir()) == []

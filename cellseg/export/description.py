@@ -97,9 +97,14 @@ def check_license(license: str) -> None:
     for kind in (v0_5.LicenseId, v0_5.DeprecatedLicenseId):
         try:
             kind(license)
-            return
         except (pydantic.ValidationError, ValueError):
-            pass
+            continue
+        if kind is v0_5.LicenseId:
+            return
+        raise CellsegError(
+            f"license={license}: a deprecated SPDX identifier, which bioimage.io model packages refuse; "
+            "use its current form (GPL-2.0 is GPL-2.0-only or GPL-2.0-or-later)"
+        )
     raise CellsegError(f"license={license}: not an SPDX licence identifier; use e.g. MIT, BSD-3-Clause or CC-BY-4.0")
 
 
@@ -223,4 +228,5 @@ def describe(options: Options, checkpoint: dict, model: Any, image: np.ndarray, 
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the model"
         hint = f" (license={options.license}?)" if "license" in where else ""
-        raise CellsegError(f"the package description is invalid at {where}{hint}: {first['msg']}") from None
+        message = str(first["msg"]).splitlines()[0][:200]  # pydantic may list every allowed value
+        raise CellsegError(f"the package description is invalid at {where}{hint}: {message}") from None
