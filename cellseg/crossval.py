@@ -19,6 +19,7 @@ Example: ``python -m cellseg.crossval +experiment=mes_edge_weight seeds=[1,2,3] 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -147,6 +148,13 @@ def result_row(run_dir: Path) -> dict:
     return row
 
 
+def run_dir_override(run_dir: Path) -> str:
+    """``hydra.run.dir='...'``, quoted: Hydra's override lexer rejects spaces and non-ASCII
+    letters outside quotes; backslashes before a quote (or the closing one) are doubled."""
+    quoted = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), str(run_dir))
+    return f"hydra.run.dir='{quoted}'"
+
+
 def summarize(rows: pd.DataFrame) -> dict:
     """Mean, sd and count of every numeric column."""
     numeric = rows.select_dtypes("number").drop(columns=["seed"], errors="ignore")
@@ -164,7 +172,7 @@ def main(argv: list[str]) -> None:
         run_dir = out / name
         if not finished(run_dir, [*overrides, *extra]):  # a re-run of the same command finishes what is missing
             print(f"[{index}/{len(plan)}] {name}: python train.py {' '.join([*overrides, *extra])}", flush=True)
-            command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, f"hydra.run.dir={run_dir}"]
+            command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, run_dir_override(run_dir)]
             if subprocess.run(command, cwd=ROOT).returncode != 0:
                 raise CellsegError(f"{run_dir}: the run {name} failed (its output is above); fix it and run again")
         rows.append({"run": name, "seed": int(name.rsplit("_", 1)[1]), **result_row(run_dir)})

@@ -197,7 +197,7 @@ def test_crossval_counts_only_its_own_finished_runs(tmp_path, record, message):
 
 def test_crossval_runs_every_fold_and_summarizes_its_test_numbers(tmp_path):
     root = generate(tmp_path / "data", n_frames=3, size=192, seed=2)
-    out = tmp_path / "cv"
+    out = tmp_path / "cross val é's"  # the runs' hydra.run.dir must be quoted for Hydra's lexer
     result = subprocess.run(
         [sys.executable, "-m", "cellseg.crossval", f"out={out}", "seeds=[7]", f"data.root={root}",
          "data.val_frames=null", "data.test_frames=null", *FAST],
