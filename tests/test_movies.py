@@ -100,6 +100,26 @@ def test_ctc_result_folder_is_valid_and_scored(movie_run):
     assert scores["DET"] > 0.8 and scores["TRA"] > 0.8, scores  # a trained model, tracked
 
 
+def test_skip_existing_scores_a_kept_movie_from_its_ctc_folder(trained_ckpt, movie, movie_run, tmp_path, monkeypatch):
+    stats, out = movie_run
+    kept = tmp_path / "out"
+    shutil.copytree(out, kept)
+    (kept / "metrics.json").unlink()
+    monkeypatch.setattr(Predictor, "predict_normalized", lambda *a: pytest.fail("segmented again"))
+    again = predict_run(
+        trained_ckpt, movie / "movie.tif", kept, f"gt={movie / '01_GT'}", "overlay_every=3", "skip_existing=true"
+    )
+    assert again.skipped == 1 and again.tracking_metrics["movie"] == pytest.approx(stats.tracking_metrics["movie"])
+    assert json.loads((kept / "metrics.json").read_text())["movies"]["movie"] == pytest.approx(
+        stats.tracking_metrics["movie"]
+    )
+    shutil.rmtree(kept / "movie_RES")
+    with pytest.raises(CellsegError, match=r"movie_RES: missing, so the kept movie cannot be scored"):
+        predict_run(
+            trained_ckpt, movie / "movie.tif", kept, f"gt={movie / '01_GT'}", "overlay_every=3", "skip_existing=true"
+        )
+
+
 def test_a_ground_truth_of_another_length_is_refused_before_anything_is_written(trained_ckpt, movie, tmp_path):
     frames = tifffile.imread(movie / "movie.tif")
     tifffile.imwrite(tmp_path / "short.tif", frames[:6])

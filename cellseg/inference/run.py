@@ -38,6 +38,7 @@ from cellseg.outputs.rois import RoiZip
 from cellseg.outputs.streams import CsvStream, FileQueue, TiffStream
 from cellseg.outputs.tracks import TrackOutputs
 from cellseg.postprocess import cell_probability
+from cellseg.tracking.ctc import score_ctc
 from cellseg.visualize import outline_overlay
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,11 @@ class PredictionRun:
         if self.options.skip_existing and labels_path.exists():
             self.table.add(self.remeasure(source, labels_path))
             self.stats.skipped += 1
+            res = self.out_dir / f"{source.name}_RES"
+            if self.tracked(source) and self.ctc_gt is not None and not res.is_dir():
+                self.stats.unscored.append(f"{res}: missing, so the kept movie cannot be scored; pass overwrite=true")
+            elif self.tracked(source) and self.ctc_gt is not None:
+                self.score_tracks(source.name, res)
             return
         existing = [p for p in planned if p.exists()]
         check_kinds(existing, folders=TrackOutputs.paths(self.out_dir, source.name)[-1:])
@@ -271,10 +277,15 @@ class PredictionRun:
         if writer.tracks is not None:
             self.stats.tracks += writer.tracks.count
             if self.ctc_gt is not None:
-                try:
-                    self.stats.tracking_metrics[source.name] = writer.tracks.score(self.ctc_gt)
-                except CellsegError as err:  # the movie's outputs are complete; only its scores are missing
-                    self.stats.unscored.append(str(err))
+                self.score_tracks(source.name, writer.tracks.res)
+
+    def score_tracks(self, name: str, res: Path) -> None:
+        """CTC scores of a movie's committed ``_RES`` folder against ``gt=``; a failure leaves
+        the movie's outputs complete and only its scores missing."""
+        try:
+            self.stats.tracking_metrics[name] = score_ctc(self.ctc_gt, res)
+        except CellsegError as err:
+            self.stats.unscored.append(str(err))
 
     def scorer(self, source: Source) -> Callable | None:
         """``score(index, normalized, prob, labels)`` for the frames of ``source`` against

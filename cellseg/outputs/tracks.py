@@ -22,7 +22,6 @@ from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import commit, remove, temp_name, write_json, write_with
 from cellseg.outputs.plots import growth_figure, lineage_figure
 from cellseg.outputs.streams import FileQueue
-from cellseg.tracking.ctc import score_ctc
 from cellseg.tracking.tables import ctc_frame_labels, ctc_res_track_lines, napari_tracks, tracks_table
 from cellseg.tracking.tracker import Track
 
@@ -77,7 +76,3 @@ class TrackOutputs:
     def discard(self) -> None:
         """Remove the unfinished CTC folder."""
         remove(self.res_tmp)
-
-    def score(self, gt_dir: Path) -> dict:
-        """The challenge's metrics of the committed CTC folder against ``gt_dir`` (``XX_GT``)."""
-        return score_ctc(gt_dir, self.res)
