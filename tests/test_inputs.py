@@ -201,6 +201,7 @@ def predict_cfg(*overrides):
         ("threshold=0", "threshold=0: out of range"),
         ("tile=100", "multiple of 32"),
         ("batch_size=0", "batch_size=0"),
+        ("overlay_every=0", r"overlay_every=0: out of range; use an integer in \[1, 2147483648\]"),
         ("min_size=-1", "min_size=-1"),
         ("min_size=big", "min_size='big'"),
         ("h=0", "h=0"),
@@ -287,6 +288,12 @@ def test_paths_with_hydra_syntax_get_one_line_on_how_to_quote(value, quoted, cap
         ("train", ["hardware=nonexistent"], "hardware=nonexistent: no such hardware config; use one of auto, cpu"),
         ("train", ["trainer.max_stepz=5"], "unknown option trainer.max_stepz (did you mean trainer.max_steps?)"),
         ("train", ["+experiment=nope"], "experiment=nope: no such experiment config; use one of bacteria_edge"),
+        (
+            "predict",
+            ["ckpt=a", "input=b", "postprocess.h=3"],
+            "postprocess.h=3: no postprocess is chosen to set it on; choose one first: "
+            "postprocess=hysteresis|threshold|watershed postprocess.h=3",
+        ),
     ],
 )
 def test_options_hydra_cannot_compose_are_one_line(config, argv, message, capsys):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from cellseg.errors import CellsegError
 from cellseg.postprocess import RANGES
 from cellseg.tracking.tracker import RANGES as TRACKER_RANGES
+from cellseg.utils.numbers import shown
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("postprocess", "tracker", "paths")
@@ -72,10 +73,10 @@ def _number(
     kind = "an integer" if integer else "a number"
     is_number = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not is_number:
-        raise CellsegError(f"{key}={value!r}: must be {kind} in [{low:g}, {high:g}]")
+        raise CellsegError(f"{key}={value!r}: must be {kind} in [{shown(low)}, {shown(high)}]")
     if not low <= value <= high or (open_low and value == low):
         bracket = "(" if open_low else "["
-        raise CellsegError(f"{key}={value!r}: out of range; use {kind} in {bracket}{low:g}, {high:g}]")
+        raise CellsegError(f"{key}={value!r}: out of range; use {kind} in {bracket}{shown(low)}, {shown(high)}]")
 
 
 def check_options(cfg: DictConfig) -> None:

@@ -118,6 +118,10 @@ def check_composes(overrides: list[str], config_name: str) -> None:
         for part in reversed(bad.split("=")[0].split(".")):  # a.b=1 as {"a": {"b": ...}}
             given = {part: given}
         found = unknown_options(given, _composed([o for o in overrides if o != bad], config_name))
+        group = bad.split("=")[0].split(".")[0]
+        if found and found[0] == group and (CONF / group).is_dir():  # postprocess.h=3 with no postprocess chosen
+            names = "|".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
+            _refuse(f"{bad}: no {group} is chosen to set it on; choose one first: {group}={names} {bad}")
         _refuse(f"unknown option {found[0] if found else bad}; {script} lists the options (a new key needs +{bad})")
     except HydraException as err:
         _refuse(f"{str(err).splitlines()[0]}; {script} lists the options")
