@@ -20,7 +20,7 @@ from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.synthetic_movie import generate_movie
 from cellseg.errors import CellsegError
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.run import PROB_STEPS, labels_dtype, stored_probability
+from cellseg.inference.run import PROB_STEPS, earlier_scored_names, labels_dtype, stored_probability
 from cellseg.outputs.streams import COMPRESSION, CsvStream, TiffStream
 from cellseg.tracking.ctc import validate_res
 from cellseg.tracking.tables import TRACK_COLUMNS
@@ -436,6 +436,19 @@ def test_overwrite_removes_the_scores_of_the_outputs_it_replaces(trained_ckpt, s
     names = {p.name for p in out.iterdir()}
     assert not names & {"metrics.json", "roc.png", "a_errors.png", "b_errors.png"}, names
     assert "Metrics against ground truth" not in (out / "report.html").read_text()
+
+
+def test_only_error_pictures_inside_the_output_folder_count_as_stale(tmp_path):
+    """A crafted ``metrics.json`` cannot make overwrite=true delete files elsewhere."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for path in (out / "a_errors.png", tmp_path / "victim_errors.png", out / "b_errors.png"):
+        path.write_bytes(b"png")
+    (out / "b_errors.png").unlink()
+    (out / "metrics.json").write_text(
+        json.dumps({"per_image": {"a": {}, "../victim": {}, "b": {}, str(tmp_path / "victim"): {}}})
+    )
+    assert earlier_scored_names(out) == {"a"}
 
 
 @pytest.mark.parametrize(("name", "kind"), [("movie_RES", "file"), ("movie_labels.tif", "folder")])

@@ -173,7 +173,7 @@ class PredictionRun:
         (``metrics.json``, ``roc.png``, ``<name>_errors.png``) describe replaced outputs; remove them."""
         scored = set(self.evaluator.per_image) if self.evaluator is not None else set()
         for name in self.earlier_scores - scored:
-            remove(self.out_dir / f"{name}_errors.png")
+            (self.out_dir / f"{name}_errors.png").unlink(missing_ok=True)
         if self.stats.metrics is None:
             remove(self.out_dir / "roc.png")
             if not self.stats.tracking_metrics:
@@ -409,11 +409,13 @@ def check_kinds(existing: list[Path], folders: list[Path] | tuple) -> None:
 
 
 def earlier_scored_names(out_dir: Path) -> set[str]:
-    """The images an earlier run's ``metrics.json`` scored one by one (their ``_errors.png``)."""
+    """The images an earlier run's ``metrics.json`` scored one by one, whose ``<name>_errors.png``
+    files are in ``out_dir`` (a name with a folder in it is not one of cellseg's)."""
     try:
-        return set(json.loads((out_dir / "metrics.json").read_text()).get("per_image", {}))
+        names = json.loads((out_dir / "metrics.json").read_text()).get("per_image", {})
     except (OSError, ValueError, AttributeError):  # none, damaged, or a tracking report
         return set()
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and (out_dir / f"{n}_errors.png").is_file()}
 
 
 def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None, min_snr: float) -> None:
