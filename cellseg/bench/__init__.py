@@ -20,7 +20,6 @@ agreement is then measured on untrained outputs and says less).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from cellseg.inference.predictor import Predictor, load_net, resolve_precision
 from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.registry import build_net
+from cellseg.outputs.atomic import write_json
 
 MODELS = {
     "googlenet_fcn": "cellseg.models.nets.googlenet_fcn.GoogLeNetFCN",
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
             }  # fmt: skip
     if args.run:
         report["time_to_best"] = training.time_to_best(args.run)
-    args.output.write_text(json.dumps(report, indent=2))
+    write_json(args.output, report)  # by rename: an interrupted write keeps the earlier report
     print_report(report)
     return report
 
