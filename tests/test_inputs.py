@@ -45,6 +45,9 @@ def test_axes_from_metadata_or_shape_rules(tmp_path, shape, axes, expected):
         ((4, 64, 48), "ZYX", "Z-stack"),
         ((3, 2, 64, 48), "TZYX", "Z-stack"),
         ((2, 3, 4, 5, 6), None, "cannot tell the axes"),
+        ((1, 1), None, r"shape \(1, 1\) is not an image \(y and x need 2 px or more\)"),
+        ((1, 300), None, r"shape \(1, 300\) is not an image"),
+        ((5, 1, 1), "TYX", r"shape \(5, 1, 1\) is not an image"),
     ],
 )
 def test_ambiguous_or_unsupported_axes_are_refused(tmp_path, shape, axes, message):

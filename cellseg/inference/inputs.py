@@ -96,6 +96,8 @@ def decide_axes(shape: tuple[int, ...], axes: str | None, path: Path, channel: i
     if axes is None or set(axes) <= set("Q") or set(axes) - set("TZCSYXIQ"):
         axes = None
     kept = [(n, a) for n, a in zip(shape, axes or "?" * len(shape)) if n != 1]
+    if len(kept) < 2:
+        raise CellsegError(f"{path}: shape {shape} is not an image (y and x need 2 px or more); is it the right file?")
     if axes is None or any(a in "IQ" for _, a in kept if a not in "YX"):
         dims = [n for n, _ in kept]
         rules = {2: "YX", 3: "YXC" if dims[-1:] and dims[-1] <= 4 else "TYX", 4: "TYXC"}
