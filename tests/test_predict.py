@@ -424,6 +424,14 @@ def test_output_into_the_input_folder_is_refused(trained_ckpt, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
 
 
+def test_an_output_that_is_a_file_is_named_as_one(trained_ckpt, tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 64)[0])
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(CellsegError, match=r"out: is a file, not a folder; set output=DIR"):
+        predict_run(trained_ckpt, tmp_path / "a.tif", tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "not a folder"
+
+
 def test_unwritable_output(trained_ckpt, tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", synthetic_frame(np.random.default_rng(0), 64)[0])
     (tmp_path / "file").write_text("not a folder")

@@ -128,6 +128,8 @@ class PredictionRun:
     def prepare(self) -> Path:
         """Create the output folder, check it is writable; return the measurements path."""
         self.created = not self.out_dir.exists()
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise CellsegError(f"{self.out_dir}: is a file, not a folder; set output=DIR to a folder for the outputs")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe = self.out_dir / ".cellseg_write_test"
