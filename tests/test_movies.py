@@ -283,6 +283,13 @@ def test_crafted_checkpoint_runs_no_code(trained_ckpt, tmp_path, edit, message):
     assert not flag.exists()
 
 
+def test_an_integer_past_float_range_in_a_checkpoint_is_one_line(trained_ckpt, tmp_path):
+    """``math.isfinite(10**400)`` raises OverflowError: the range check must answer, not crash."""
+    path = crafted(trained_ckpt, tmp_path, lambda h: h["data"].update(edge_width=10**400))
+    with pytest.raises(CellsegError, match=r"refused: data.edge_width is 1000+, not a finite integer"):
+        Predictor(path, device="cpu")
+
+
 def test_predictor_leaves_malloc_alone(trained_ckpt, monkeypatch):
     opened = []
     real = ctypes.CDLL

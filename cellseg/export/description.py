@@ -18,6 +18,7 @@ from cellseg.export.network import CHANNELS, MULTIPLE, run
 from cellseg.export.options import Options
 from cellseg.export.sample import EPS, crop_input, scale_range
 from cellseg.export.weights import INPUT_ID, OPSET, OUTPUT_ID, check_weights, write_onnx, write_torchscript
+from cellseg.utils.numbers import number_problem
 
 CITATIONS = (
     ("Szegedy et al. 2015, Going deeper with convolutions (GoogLeNet), CVPR", "10.1109/CVPR.2015.7298594"),
@@ -29,20 +30,15 @@ CITATIONS = (
 BASE_TAGS = ("cellseg", "2d", "pytorch", "cells", "semantic-segmentation")
 
 
-def _finite(value: Any) -> bool:
-    """Whether ``value`` is a plain number a float holds (not a bool, NaN, or an int past float's range)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
+def is_number(value: Any) -> bool:
+    """A plain finite number a float holds (not a bool, NaN, or an int past float's range)."""
+    return number_problem("value", value, (int, float), -math.inf, math.inf) is None
 
 
 def trained_steps(checkpoint: dict) -> int:
     """The checkpoint's ``global_step``; 0 where it is not a plain count (a crafted file)."""
     step = checkpoint.get("global_step")
-    return step if isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 2**63 else 0
+    return step if number_problem("global_step", step, int, 0, 2**63 - 1) is None else 0
 
 
 def best_validation(checkpoint: dict) -> dict[str, float]:
@@ -54,7 +50,7 @@ def best_validation(checkpoint: dict) -> dict[str, float]:
     step = trained_steps(checkpoint)
     for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict) and row.get("step") == step:
-            return {k: float(v) for k, v in row.items() if isinstance(k, str) and k.startswith("val/") and _finite(v)}
+            return {k: float(v) for k, v in row.items() if isinstance(k, str) and k.startswith("val/") and is_number(v)}
     return {}
 
 
