@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -140,7 +140,7 @@ class PredictionRun:
                 f"{self.out_dir}: output folder cannot be written ({err.strerror}); set output=DIR"
             ) from err
         existing = [self.out_dir / name for name in RUN_FILES if (self.out_dir / name).exists()]
-        check_kinds(existing, folders=())
+        check_kinds(existing)
         if existing and not (self.options.overwrite or self.options.skip_existing):
             raise CellsegError(
                 f"{existing[0]}: exists already; pass skip_existing=true to finish an interrupted run, "
@@ -248,14 +248,11 @@ class PredictionRun:
         if self.options.skip_existing and labels_path.exists():
             self.table.add(self.remeasure(source, labels_path))
             self.stats.skipped += 1
-            res = self.out_dir / f"{source.name}_RES"
-            if self.tracked(source) and self.ctc_gt is not None and not res.is_dir():
-                self.stats.unscored.append(f"{res}: missing, so the kept movie cannot be scored; pass overwrite=true")
-            elif self.tracked(source) and self.ctc_gt is not None:
-                self.score_tracks(source.name, res)
+            if self.tracked(source) and self.ctc_gt is not None:
+                self.score_tracks(source.name, TrackOutputs.res_path(self.out_dir, source.name))
             return
         existing = [p for p in planned if p.exists()]
-        check_kinds(existing, folders=TrackOutputs.paths(self.out_dir, source.name)[-1:])
+        check_kinds(existing, folders=[TrackOutputs.res_path(self.out_dir, source.name)])
         # without its labels (committed last) a source was interrupted: skip_existing redoes it
         if existing and not (self.options.overwrite or self.options.skip_existing):
             raise CellsegError(
@@ -284,6 +281,9 @@ class PredictionRun:
     def score_tracks(self, name: str, res: Path) -> None:
         """CTC scores of a movie's committed ``_RES`` folder against ``gt=``; a failure leaves
         the movie's outputs complete and only its scores missing."""
+        if not res.is_dir():  # a kept movie written with save_tracks=false
+            self.stats.unscored.append(f"{res}: missing, so the kept movie cannot be scored; pass overwrite=true")
+            return
         try:
             self.stats.tracking_metrics[name] = score_ctc(self.ctc_gt, res)
         except CellsegError as err:
@@ -398,7 +398,7 @@ class PredictionRun:
         score(index, normalized, None, labels.astype(np.int32))
 
 
-def check_kinds(existing: list[Path], folders: list[Path] | tuple) -> None:
+def check_kinds(existing: list[Path], folders: Sequence[Path] = ()) -> None:
     """Refuse an output name taken by a folder where cellseg writes a file, or the reverse:
     replacing it would fail half-way (or delete a folder of someone's files)."""
     for path in existing:

@@ -38,11 +38,16 @@ class TrackOutputs:
 
     def __init__(self, out_dir: Path, stem: str, files: FileQueue):
         self.out_dir, self.stem, self.files = out_dir, stem, files
-        self.res = out_dir / f"{stem}_RES"
+        self.res = self.res_path(out_dir, stem)
         self.res_tmp = temp_name(self.res)
         remove(self.res_tmp)
         self.res_tmp.mkdir(parents=True)
         self.count = 0
+
+    @staticmethod
+    def res_path(out_dir: Path, stem: str) -> Path:
+        """The movie's CTC result folder (the one output that is a folder)."""
+        return out_dir / f"{stem}_RES"
 
     @classmethod
     def paths(cls, out_dir: Path, stem: str) -> list[Path]:
