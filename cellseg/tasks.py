@@ -179,6 +179,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
+    datamodule.check_share(trainer.world_size)  # here: in a spawned process it would be a traceback
     for logger in loggers:
         logger.log_hyperparams(_plain(cfg))
     # resuming restores weights, optimizer, LR schedule, global_step and the max_time Timer;

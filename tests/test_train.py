@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -214,6 +215,15 @@ def test_options_prediction_would_refuse_are_refused_before_training(synthetic_o
 def test_a_seed_that_is_not_a_seed_is_one_line(synthetic_overrides, tmp_path, seed, message):
     with pytest.raises(CellsegError, match=message):
         train_run([*synthetic_overrides, f"seed={seed}"], tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_epoch_under_one_batch_per_process_is_refused_before_spawning(synthetic_overrides, tmp_path):
+    """Two processes share the epoch's crops: 6 crops at batch size 4 leave each 3, no step."""
+    overrides = [*synthetic_overrides, "hardware=ddp_spawn", "data.samples_per_epoch=6"]
+    message = "data.samples_per_epoch=6, 3 for each of 2 processes, is less than one batch (data.batch_size=4)"
+    with pytest.raises(CellsegError, match=re.escape(message)):
+        train_run(overrides, tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
 

@@ -285,9 +285,16 @@ class CellDataModule(L.LightningDataModule):
             problem = None if value is None and key.endswith("_region") else number_problem(f"data.{key}", value, kind, low, high)
             if problem:
                 raise CellsegError(f"{problem}; change the option")
-        if self.samples_per_epoch < self.batch_size:
+        self.check_share(self._rank()[1])
+
+    def check_share(self, processes: int) -> None:
+        """Refuse an epoch that gives each of ``processes`` training processes less than one
+        batch: no step would run."""
+        share = -(-self.samples_per_epoch // processes)  # CropSampler's ceil(N / W) crops per process
+        if share < self.batch_size:
+            each = f", {share} for each of {processes} processes," if processes > 1 else ""
             raise CellsegError(
-                f"data.samples_per_epoch={self.samples_per_epoch} is less than one batch "
+                f"data.samples_per_epoch={self.samples_per_epoch}{each} is less than one batch "
                 f"(data.batch_size={self.batch_size}): no step would run; raise it"
             )
 
