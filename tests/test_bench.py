@@ -154,7 +154,7 @@ PEAK = {torch.float32: 125.0, torch.bfloat16: 500.0}  # GFLOP/s, in place of the
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory) -> tuple[dict, str, float]:
-    """``--quick`` at 256 px with a known peak; the report, what it printed and the
+    """``--quick --frames 3`` at 256 px with a known peak; the report, what it printed and the
     encoder's FLOPs counted by hand."""
     patch = pytest.MonkeyPatch()
     patch.setattr(hardware, "matmul_gflops", lambda device, dtype, seconds=1.0: PEAK[dtype])
@@ -162,7 +162,7 @@ def quick_report(tmp_path_factory) -> tuple[dict, str, float]:
     printed = []
     patch.setattr(bench, "Console", lambda **kw: types.SimpleNamespace(print=printed.append))
     try:
-        report = bench.main(["--quick", "--side", "256", "--output", str(out), "--device", "cpu"])
+        report = bench.main(["--quick", "--frames", "3", "--side", "256", "--output", str(out), "--device", "cpu"])
     finally:
         patch.undo()
     assert json.loads(out.read_text()) == report
@@ -183,7 +183,7 @@ def test_compute_bound_is_the_encoder_flops_over_the_peak_of_the_auto_precision(
 
 def test_quick_report_holds_the_measured_figures(quick_report):
     report, printed, encoder_gflops = quick_report
-    assert report["frames"] == {"source": "synthetic", "count": 2} and report["side"] == 256
+    assert report["frames"] == {"source": "synthetic", "count": 3} and report["side"] == 256  # --frames 3
     assert set(report["models"]) == {"googlenet_fcn", "googlenet_skip"}
     for name, times in report["models"].items():
         assert times["trained"] is False, name

@@ -78,17 +78,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ckpt", type=Path, help="a trained googlenet_fcn checkpoint")
     parser.add_argument("--skip-ckpt", type=Path, help="a trained googlenet_skip checkpoint")
     parser.add_argument("--run", type=Path, help="a mes_edge_weight run folder (time to best val/seg)")
-    parser.add_argument("--frames", type=int, default=8, help="frames per timing (median / end-to-end mean)")
+    parser.add_argument(
+        "--frames", type=int, help="frames per timing (median / end-to-end mean; default 8, 2 with --quick)"
+    )
     parser.add_argument(
         "--movie-frames", type=int, default=16, help="frames of the default-options movie (and a quarter: the margin)"
     )
     parser.add_argument("--long-movie", type=int, default=1000, help="peak memory: N frames vs N/10 (0: skip)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--side", type=int, default=1024, help="frame side in px")
-    parser.add_argument("--quick", action="store_true", help="2 synthetic frames; no ablation, 4096^2 or training")
+    parser.add_argument("--quick", action="store_true", help="synthetic frames; no ablation, 4096^2 or training")
     parser.add_argument("--output", type=Path, default=Path("bench.json"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.frames is None:
+        args.frames = 2 if args.quick else 8
+    return args
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     peak = report["matmul_gflops"]["bf16" if auto == torch.bfloat16 else "fp32"]
     report["compute_bound_s"] = report["encoder_gflops"] / peak
 
-    frames, source = pipeline.bench_frames(args.side, 2 if args.quick else args.frames, real=not args.quick)
+    frames, source = pipeline.bench_frames(args.side, args.frames, real=not args.quick)
     report["frames"] = {"source": source, "count": len(frames)}
     report["models"] = {}
     with tempfile.TemporaryDirectory() as tmp:
