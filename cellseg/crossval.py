@@ -187,7 +187,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    check_arguments([arg for arg in sys.argv[1:] if arg.partition("=")[0] not in OPTIONS])  # train.py's
+    check_arguments([arg for arg in sys.argv[1:] if arg.partition("=")[0] not in OPTIONS], "train")  # train.py's
     try:
         main(sys.argv[1:])
     except (CellsegError, HydraException) as err:

@@ -216,9 +216,15 @@ def test_crossval_runs_every_fold_and_summarizes_its_test_numbers(tmp_path):
     assert "test_seg:" in result.stdout
 
 
-def test_crossval_refuses_bad_options_with_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "cellseg.crossval", "folds=kfold"], cwd=ROOT, capture_output=True, text=True
-    )
+@pytest.mark.parametrize(
+    ("arg", "line"),
+    [
+        ("folds=kfold", "folds=kfold: use leave_one_out or none"),
+        ("model=nonexistent", "model=nonexistent: no such model config; use one of googlenet_fcn"),  # train.py's words
+    ],
+)
+def test_crossval_refuses_bad_options_with_one_line(arg, line):
+    result = subprocess.run([sys.executable, "-m", "cellseg.crossval", arg], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip() == "cellseg: error: folds=kfold: use leave_one_out or none"
+    assert result.stderr.strip().startswith(f"cellseg: error: {line}")
+    assert len(result.stderr.strip().splitlines()) == 1
