@@ -120,11 +120,38 @@ def test_skip_existing_scores_a_kept_movie_from_its_ctc_folder(trained_ckpt, mov
         )
 
 
-def test_a_ground_truth_of_another_length_is_refused_before_anything_is_written(trained_ckpt, movie, tmp_path):
-    frames = tifffile.imread(movie / "movie.tif")
-    tifffile.imwrite(tmp_path / "short.tif", frames[:6])
-    with pytest.raises(CellsegError, match=r"short.tif: 6 frame\(s\), but gt=.*01_GT has 10 \(TRA/man_trackNNN.tif\)"):
-        predict_run(trained_ckpt, tmp_path / "short.tif", tmp_path / "out", f"gt={movie / '01_GT'}")
+def write_stack(path: Path, frames: np.ndarray) -> Path:
+    tifffile.imwrite(path, frames)
+    return path
+
+
+def write_folder(path: Path, frames: np.ndarray) -> Path:
+    path.mkdir()
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(path / f"t{t:03d}.tif", frame)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("write", "name", "cut", "message"),
+    [
+        (write_stack, "short.tif", np.s_[:6], r"short.tif: 6 frame\(s\), but gt=.*01_GT has 10 \(TRA/"),
+        (
+            write_stack,
+            "cropped.tif",
+            np.s_[:, :160],
+            r"cropped.tif: frames of 160x192 px, but gt=.*01_GT masks are 192x192",
+        ),
+        (write_folder, "02", np.s_[:, :, 32:], r"02: frames of 192x160 px, but gt=.*01_GT masks are 192x192"),
+    ],
+)
+def test_a_ground_truth_of_another_movie_is_refused_before_anything_is_written(
+    trained_ckpt, movie, tmp_path, write, name, cut, message
+):
+    """Another length or frame size: refused before segmenting, not after it with a scoring error."""
+    source = write(tmp_path / name, tifffile.imread(movie / "movie.tif")[cut])
+    with pytest.raises(CellsegError, match=message):
+        predict_run(trained_ckpt, source, tmp_path / "out", f"gt={movie / '01_GT'}")
     assert not (tmp_path / "out").exists()
 
 

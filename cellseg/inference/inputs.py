@@ -127,6 +127,12 @@ def decide_axes(shape: tuple[int, ...], axes: str | None, path: Path, channel: i
     return names, sizes.get("T", 1)
 
 
+def frame_yx(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
+    """(Y, X) of a frame of an image of ``shape`` whose axes :func:`decide_axes` named ``axes``
+    (over the dimensions longer than 1)."""
+    return tuple(n for n, a in zip([n for n in shape if n != 1], axes) if a in "YX")
+
+
 def header(path: Path) -> tuple[tuple[int, ...], str | None]:
     """Shape and metadata axes of an image file, reading no pixels where the format allows."""
     suffix = path.suffix.lower()
@@ -174,6 +180,7 @@ class Source:
     axes: str = "YX"
     channel: int | None = None
     error: str | None = None  # why the file cannot be read at all (reported when its turn comes)
+    frame_shape: tuple[int, ...] = ()  # (Y, X) from the header, where it was read
 
     @property
     def label(self) -> str:
@@ -247,15 +254,15 @@ def unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def check_movie_frames(paths: list[Path], channel: int | None) -> None:
-    """Refuse a movie folder none of whose frames is a readable 2-D image (with ``channel``).
-    A damaged frame among good ones, the first included, is a bad frame of the movie instead."""
+def check_movie_frames(paths: list[Path], channel: int | None) -> tuple[int, ...]:
+    """(Y, X) of the first readable frame of a movie folder; refuse a folder none of whose frames
+    is a readable 2-D image (with ``channel``). A damaged frame among good ones, the first
+    included, is a bad frame of the movie instead."""
     first_error = None
     for path in paths:  # headers only; usually the first frame settles it
         try:
             shape, axes = header(path)
-            decide_axes(shape, axes, path, channel)
-            return
+            return frame_yx(shape, decide_axes(shape, axes, path, channel)[0])
         except CellsegError as err:
             first_error = first_error or err
     raise first_error
@@ -267,8 +274,8 @@ def plan_sources(spec: str, track: bool | str, channel: int | None) -> list[Sour
     paths = find_inputs(spec)
     folder = Path(spec).expanduser()
     if folder.is_dir() and len(paths) > 1 and (track is True or (track == "auto" and is_movie_folder(paths))):
-        check_movie_frames(paths, channel)
-        return [Source(folder.name, paths, len(paths), "YX", channel)]
+        yx = check_movie_frames(paths, channel)
+        return [Source(folder.name, paths, len(paths), "YX", channel, frame_shape=yx)]
     sources = []
     for path, name in zip(paths, unique_names(paths)):
         try:
@@ -277,5 +284,5 @@ def plan_sources(spec: str, track: bool | str, channel: int | None) -> list[Sour
         except CellsegError as err:
             sources.append(Source(name, [path], 0, "", channel, str(err)))
             continue
-        sources.append(Source(name, [path], n_frames, axes, channel))
+        sources.append(Source(name, [path], n_frames, axes, channel, frame_shape=frame_yx(shape, axes)))
     return sources

@@ -73,14 +73,21 @@ def ctc_ground_truth(gt: Path | None) -> Path | None:
 
 def check_movies_fit(sources: list[Source], ctc_gt: Path, given: str) -> None:
     """Refuse, before anything is segmented, a CTC ground truth that cannot score every input:
-    a damaged one, or one whose frame count differs from a movie's."""
-    n_truth, _ = check_ground_truth(ctc_gt)
+    a damaged one, or one whose frame count or frame size differs from a movie's."""
+    n_truth, shape = check_ground_truth(ctc_gt)
     for source in sources:
-        if not source.error and source.n_frames != n_truth:
-            raise CellsegError(
-                f"{source.label}: {source.n_frames} frame(s), but gt={given} has {n_truth} "
-                "(TRA/man_trackNNN.tif); pass the ground truth of this movie, or leave gt= out"
-            )
+        if source.error:
+            continue
+        if source.n_frames != n_truth:
+            mismatch = f"{source.n_frames} frame(s), but gt={given} has {n_truth}"
+        elif source.frame_shape and source.frame_shape != shape:
+            size, truth = ("x".join(map(str, yx)) for yx in (source.frame_shape, shape))
+            mismatch = f"frames of {size} px, but gt={given} masks are {truth}"
+        else:
+            continue
+        raise CellsegError(
+            f"{source.label}: {mismatch} (TRA/man_trackNNN.tif); pass the ground truth of this movie, or leave gt= out"
+        )
 
 
 def predict(cfg: DictConfig) -> RunStats:
