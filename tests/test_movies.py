@@ -100,6 +100,24 @@ def test_ctc_result_folder_is_valid_and_scored(movie_run):
     assert scores["DET"] > 0.8 and scores["TRA"] > 0.8, scores  # a trained model, tracked
 
 
+def test_a_blank_first_frame_keeps_every_track_in_its_frames(trained_ckpt, tmp_path):
+    """Frames before the first good one are empty frames of the tracker too, in their place:
+    the CTC folder's B and E are the frames its masks hold each label in."""
+    frames, labels, tracks = generate_movie(n_frames=6, shape=(192, 192), seed=3, blank_frames=(0,))
+    tifffile.imwrite(tmp_path / "movie.tif", frames)
+    write_ctc_gt(tmp_path / "01_GT", labels, tracks)
+    stats = predict_run(trained_ckpt, tmp_path / "movie.tif", tmp_path / "out", f"gt={tmp_path / '01_GT'}")
+    res = tmp_path / "out" / "movie_RES"
+    assert stats.bad_frames == 1 and validate_res(res)
+    masks = [tifffile.imread(res / f"mask{t:03d}.tif") for t in range(6)]
+    assert masks[0].max() == 0
+    for line in (res / "res_track.txt").read_text().splitlines():
+        label, begin, end, _ = map(int, line.split())
+        assert [t for t in range(6) if (masks[t] == label).any()] == list(range(begin, end + 1)), line
+    assert (pd.read_csv(tmp_path / "out" / "movie_tracks.csv")["TRACK_START"] >= 1).all()
+    assert stats.tracking_metrics["movie"]["TRA"] > 0.8
+
+
 def test_skip_existing_scores_a_kept_movie_from_its_ctc_folder(trained_ckpt, movie, movie_run, tmp_path, monkeypatch):
     stats, out = movie_run
     kept = tmp_path / "out"

@@ -477,10 +477,10 @@ class SourceWriter:
 
     def add(self, index: int, raw: np.ndarray, normalized: np.ndarray, cell: np.ndarray, labels: np.ndarray) -> None:
         """One segmented frame, with its cell probability (:func:`cell_probability`)."""
+        if self.labels is None:  # first: the tracker sees the bad frames before this one first
+            self._open(labels)
         if self.tracker is not None:
             labels = self.tracker.update(labels, raw)
-        if self.labels is None:
-            self._open(labels)
         if labels.size and int(labels.max()) > np.iinfo(self.labels.dtype).max:
             raise CellsegError(
                 f"{self.source.label} frame {index}: label {int(labels.max())} does not fit {self.labels.dtype}; "
