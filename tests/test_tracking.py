@@ -331,3 +331,27 @@ def test_sim_ground_truth_masks_track_almost_perfectly(tmp_path):
     res = write_ctc_folder(tmp_path / "01_RES", frames, tracker.tracks())
     scores = score_ctc(gt_dir, res, ("TRA", "DET", "BC(2)"))
     assert scores["DET"] == 1.0 and scores["TRA"] > 0.99 and scores["BC(2)"] > 0.8, scores
+
+
+@pytest.mark.filterwarnings("ignore:Empty frame:UserWarning")  # frames 500-999, on purpose
+def test_movie_writer_names_masks_of_a_long_movie_so_they_sort_in_time(tmp_path):
+    """1001 frames: mask1000.tif would sort before mask101.tif, so every mask gets 4 digits and
+    the validator reads the frames in order (a cell in frames 0-499, another in frame 1000)."""
+    import pandas as pd
+
+    from cellseg.outputs.streams import FileQueue
+    from cellseg.outputs.tracks import TrackOutputs
+
+    files, tracker = FileQueue(), OverlapTracker()
+    outputs = TrackOutputs(tmp_path, "movie", files, n_frames=1001)
+    for t in range(1001):
+        labels = np.zeros((8, 8), np.int32)
+        labels[2:5, 2:5] = 1 if t < 500 else 0
+        labels[5:7, 5:7] = 2 if t == 1000 else 0
+        outputs.add_frame(t, tracker.update(labels), tracker.tracks())
+    files.wait()
+    outputs.commit(tracker.tracks(), pd.DataFrame(columns=["label", "frame", "centroid_y", "centroid_x"]))
+    files.shutdown()
+    res = tmp_path / "movie_RES"
+    assert sorted(p.name for p in res.glob("mask*.tif"))[:2] == ["mask0000.tif", "mask0001.tif"]
+    assert validate_res(res)

@@ -461,7 +461,8 @@ class SourceWriter:
         self.overlays = overlay_frames(source.n_frames, self.opts.overlay_every) if self.opts.save_overlay else set()
         self.overlay_tmps: list[tuple[Path, Path]] = []
         self.tracker = run.make_tracker() if run.tracked(source) else None
-        self.tracks = TrackOutputs(run.out_dir, source.name, run.files) if self.tracker is not None else None
+        tracked = self.tracker is not None
+        self.tracks = TrackOutputs(run.out_dir, source.name, run.files, source.n_frames) if tracked else None
         self.rois_path = run.out_dir / f"{source.name}_rois.zip"
         self.rois = RoiZip(temp_name(self.rois_path)) if self.opts.save_rois else None
 

@@ -22,6 +22,7 @@ from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import commit, remove, temp_name, write_json, write_with
 from cellseg.outputs.plots import growth_figure, lineage_figure
 from cellseg.outputs.streams import FileQueue
+from cellseg.tracking.ctc import frame_digits
 from cellseg.tracking.tables import ctc_frame_labels, ctc_res_track_lines, napari_tracks, tracks_table
 from cellseg.tracking.tracker import Track
 
@@ -36,8 +37,9 @@ class TrackOutputs:
 
     SUFFIXES = ("_tracks.csv", "_napari_tracks.csv", "_napari_graph.json", "_growth.png", "_lineage.png", "_RES")
 
-    def __init__(self, out_dir: Path, stem: str, files: FileQueue):
+    def __init__(self, out_dir: Path, stem: str, files: FileQueue, n_frames: int):
         self.out_dir, self.stem, self.files = out_dir, stem, files
+        self.digits = frame_digits(n_frames)  # mask1000.tif sorts before mask101.tif: all get 4 digits then
         self.res = self.res_path(out_dir, stem)
         self.res_tmp = temp_name(self.res)
         remove(self.res_tmp)
@@ -60,12 +62,11 @@ class TrackOutputs:
         masks = ctc_frame_labels(labels, index, tracks)
         if int(masks.max(initial=0)) >= 2**16:
             raise CellsegError(f"{self.stem}: track id {int(masks.max())} does not fit the CTC's 16-bit masks")
-        self.files.submit(write_mask, self.res_tmp / f"mask{index:03d}.tif", masks)
+        self.files.submit(write_mask, self.res_tmp / f"mask{index:0{self.digits}d}.tif", masks)
 
-    def commit(self, tracks: list, rows: pd.DataFrame | None) -> None:
+    def commit(self, tracks: list, rows: pd.DataFrame) -> None:
         """Write the tables and pictures, then move everything to its final name."""
         self.count = len(tracks)
-        rows = rows if rows is not None else pd.DataFrame(columns=["track_id", "frame", "centroid_y", "centroid_x"])
         (self.res_tmp / "res_track.txt").write_text("".join(f"{line}\n" for line in ctc_res_track_lines(tracks)))
         table = tracks_table(tracks)
         data, graph = napari_tracks(rows, tracks)
