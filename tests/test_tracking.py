@@ -102,6 +102,19 @@ def test_moving_cells_keep_their_ids(seed):
         assert np.isfinite(row.mean_intensity) and row.mean_intensity > np.median(frames)
 
 
+@pytest.mark.parametrize("min_overlap", [0.0, 0.1])
+def test_cells_that_moved_past_their_outline_link_by_distance(min_overlap):
+    """Two small cells each move 10 px, farther than their size: no overlap, so the nearer
+    cell links, also when min_overlap=0 (where every pair once counted as overlapping)."""
+    yy, xx = np.mgrid[:40, :120]
+    frames = np.zeros((2, 40, 120), np.int32)
+    for t, (first, second) in enumerate([(10, 40), (20, 50)]):
+        frames[t][(yy - 20) ** 2 + (xx - first) ** 2 <= 9] = 1 + t  # numbered the other way round in frame 1
+        frames[t][(yy - 20) ** 2 + (xx - second) ** 2 <= 9] = 2 - t
+    ids = track(OverlapTracker(min_overlap=min_overlap), frames)
+    assert (ids[1][20, 20], ids[1][20, 50]) == (ids[0][20, 10], ids[0][20, 40])
+
+
 def test_division_ends_mother_and_starts_two_daughters():
     _, labels, gt_tracks = generate_movie(seed=3, divide_at=5)
     daughters = [row for row in gt_tracks if row[3]]

@@ -1,7 +1,7 @@
 """Online tracking: each instance-label frame is relabelled with track ids as it arrives.
 
 Frame t-1 -> t: every (track seen at t-1, object) pair gets a cost, ``1 - IoU`` where the
-IoU reaches ``min_overlap``, else ``1 + distance / max_distance`` (centroid distance alone,
+IoU is above 0 and reaches ``min_overlap``, else ``1 + distance / max_distance`` (centroid distance alone,
 ranked after every overlap); pairs farther apart than ``max_distance`` are forbidden; one
 global one-to-one assignment (``scipy.optimize.linear_sum_assignment``). Then, in order:
 
@@ -181,7 +181,8 @@ class OverlapTracker:
         iou = inter / (self._prev_area[:, None] + objects.area[None, :] - inter)
         distance = cdist(self._prev_centroid, objects.centroid)
         # overlapping pairs rank by IoU, before any pair linked on centroid distance alone
-        cost = np.where(iou >= self.min_overlap, 1.0 - iou, 1.0 + distance / self.max_distance)
+        overlaps = (iou > 0) & (iou >= self.min_overlap)  # min_overlap=0: any overlap, never none
+        cost = np.where(overlaps, 1.0 - iou, 1.0 + distance / self.max_distance)
         cost[distance > self.max_distance] = FORBIDDEN
         return _assign(cost)
 
