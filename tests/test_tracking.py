@@ -260,6 +260,13 @@ def test_ground_truth_check_gives_frames_and_shape(ctc_movie):
     assert check_ground_truth(gt_dir) == (len(labels), labels.shape[1:])
 
 
+def test_a_result_without_cells_says_so_instead_of_blaming_the_ground_truth(ctc_movie, tmp_path):
+    labels, _, gt_dir = ctc_movie
+    res = write_ctc_folder(tmp_path / "01_RES", np.zeros_like(labels), [])
+    with pytest.raises(CellsegError, match="01_RES: no cell was found in any frame, so there is nothing to score"):
+        score_ctc(gt_dir, res)
+
+
 def test_a_damaged_mask_found_while_scoring_is_one_line_naming_the_ground_truth(ctc_movie, tmp_path):
     labels, gt_tracks, gt_dir = ctc_movie
     gt = damaged_copy(gt_dir, tmp_path, lambda gt: (gt / "TRA" / "man_track006.tif").write_bytes(b"garbage"))

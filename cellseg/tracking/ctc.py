@@ -108,6 +108,12 @@ def score_ctc(gt_dir: str | Path, res_dir: str | Path, metrics: Sequence[str] = 
     cannot compute (BC(2) of a movie without divisions) is left out.
     """
     metrics = [m for m in metrics if m != "SEG" or (Path(gt_dir) / "SEG").is_dir()]
+    table = Path(res_dir) / "res_track.txt"
+    if table.is_file() and not table.read_text().strip():  # py-ctcmetrics fails on a zero-size array
+        raise CellsegError(
+            f"{res_dir}: no cell was found in any frame, so there is nothing to score; look at a frame's "
+            "probabilities (save_prob=true) and the post-processing options"
+        )
     try:
         comp, ref, traj, segm, _, valid = load_data(
             str(res_dir), str(gt_dir), trajectory_data=True, segmentation_data="SEG" in metrics, threads=1
