@@ -76,7 +76,8 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     background border. The distance transform and its smoothing (sigma 1 px, radius 4) equal
     the whole frame's; h-maxima treat the frame outside the object as 0, where the whole
     frame's smoothed distance is below 1. Most objects have one peak and skip the grey
-    reconstruction and the flooding (:func:`object_h_maxima`, :func:`split_object`)."""
+    reconstruction and the flooding (:func:`object_h_maxima`, :func:`split_object`). An
+    object without an h-maximum (its smoothed distance never reaches ``h``) is one cell."""
     interior = fill_holes(prob[0] > threshold)
     bridged = interior | (close_disk(interior, bridge) & (prob[1] < 0.5))
     objects, _ = ndi.label(bridged, structure=EIGHT)
@@ -92,10 +93,14 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
         local = np.where(own, ndi.gaussian_filter(distance[wide], 1.0, mode="nearest", truncate=4.0)[inner], 0.0)
         smooth.append(local)
         peaks[box] |= object_h_maxima(local, own, h)
-    markers, _ = ndi.label(peaks)
+    markers, count = ndi.label(peaks)
     labels = np.zeros(bridged.shape, markers.dtype)
     for box, own, local in zip(boxes, owns, smooth):
-        labels[box][own] = split_object(local, own, np.where(own, markers[box], 0))[own]
+        marks = np.where(own, markers[box], 0)
+        if not marks.any():  # no peak h above the background (a small or thin cell): kept whole
+            count += 1
+            marks = np.where(own, count, 0)
+        labels[box][own] = split_object(local, own, marks)[own]
     return labels
 
 
