@@ -107,6 +107,21 @@ def test_reader_opens_a_single_image_through_run_json(single):
     assert labels.metadata["cellseg"]["image_paths"] == recorded == [str(single.image)]
 
 
+def test_run_json_of_a_relative_input_leads_back_from_another_folder(trained_ckpt, tmp_path, monkeypatch):
+    """``predict.py input=frames/cells.tif`` run in one folder, napari started in another that
+    has a ``frames/cells.tif`` of its own: the layers and saved corrections are the first's."""
+    for root, value in ((tmp_path / "experiment", 5), (tmp_path / "elsewhere", 7)):
+        (root / "frames").mkdir(parents=True)
+        tifffile.imwrite(root / "frames" / "cells.tif", synthetic_frame(np.random.default_rng(value), 128)[0])
+    monkeypatch.chdir(tmp_path / "experiment")
+    predict_run(trained_ckpt, Path("frames/cells.tif"), "output=results")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    image, _, labels = layers_of(tmp_path / "experiment" / "results")
+    mine = tmp_path / "experiment" / "frames" / "cells.tif"
+    assert np.array_equal(image.data, tifffile.imread(mine))
+    assert labels.metadata["cellseg"]["image_paths"] == [str(mine)]
+
+
 def test_reader_without_run_json_finds_the_image_beside_the_folder(single, tmp_path):
     shutil.copy(single.image, tmp_path / "cells.tif")
     layers = layers_of(copy_output(single.out, tmp_path / "cellseg_out"))

@@ -174,18 +174,19 @@ def _settled(value):
 
 def write_run_record(cfg: DictConfig, out_dir: Path, sources: list[Source], stats: RunStats, predictor) -> None:
     """``run.json``: what was segmented from which files with which settings, so the report
-    and the napari reader find the images behind the outputs."""
+    and the napari reader find the images behind the outputs (absolute paths: napari starts
+    in another folder than predict.py ran in)."""
     write_json(
         out_dir / "run.json",
         {
             "cellseg_version": __version__,
-            "ckpt": str(expand_path(cfg.ckpt)),
+            "ckpt": str(expand_path(cfg.ckpt).absolute()),
             "input": str(cfg.input),
-            "output": str(out_dir),
+            "output": str(out_dir.absolute()),
             "threshold": predictor.threshold,
             "postprocess": predictor.postprocess,
             "sources": [
-                {"name": s.name, "paths": [str(p) for p in s.paths], "frames": s.n_frames}
+                {"name": s.name, "paths": [str(p.absolute()) for p in s.paths], "frames": s.n_frames}
                 for s in sources
                 if s.label not in stats.failed
             ],
