@@ -29,6 +29,7 @@ import tifffile
 
 from cellseg.errors import CellsegError
 from cellseg.inference.inputs import BadFrame, Source, decide_axes, find_inputs, header, is_movie_folder
+from cellseg.outputs.streams import read_measurements
 
 LayerData = tuple[Any, dict, str]
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".npy")
@@ -188,7 +189,7 @@ def read_output_folder(path: str | list[str]) -> list[LayerData]:
     folder = output_folder(path)
     if folder is None:
         raise CellsegError(f"{path}: not a cellseg output folder (measurements.csv and *_labels.tif)")
-    table = pd.read_csv(folder / "measurements.csv", dtype={"image": str})  # stems like "01" stay text
+    table = read_measurements(folder / "measurements.csv")  # stems "01", "NA" stay text
     record = run_record(folder)
     channel = (record or {}).get("settings", {}).get("channel")
     layers = []

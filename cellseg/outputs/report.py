@@ -41,6 +41,7 @@ from cellseg.outputs.page import (
     table_html,
     value_table,
 )
+from cellseg.outputs.streams import read_measurements
 from cellseg.review import UNSURE, cells_to_review
 from cellseg.visualize import ERROR_COLOURS, error_overlay, grey_rgb
 
@@ -175,7 +176,7 @@ def write_prediction_report(out_dir: Path, cfg: DictConfig, stats, sources: list
 
 def prediction_report(out_dir: Path, cfg: DictConfig, stats, sources: list, predictor) -> str:
     """The page of a prediction run, built from its output folder."""
-    cells = pd.read_csv(out_dir / "measurements.csv", dtype={"image": str})  # stems like "01" stay text
+    cells = read_measurements(out_dir / "measurements.csv")  # stems "01", "NA" stay text
     page = Page("cellseg prediction report", f"{out_dir} · cellseg {__version__} · {now()}")
     page.add("settings", "Settings", prediction_settings(out_dir, cfg, predictor))
     page.add("summary", "Summary", prediction_summary(stats, cells))

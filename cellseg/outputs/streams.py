@@ -95,6 +95,19 @@ class FileQueue:
         self.pool.shutdown(wait=True)
 
 
+# how measurements.csv is read back: image names such as "NA", "None" or "nan" are names,
+# where pandas would read them as missing; only empty fields are missing values
+NAMES_AS_TEXT = {"dtype": {"image": str}, "keep_default_na": False, "na_values": [""]}
+# file names that are not valid UTF-8 (an old Latin-1 share) pass through as their bytes
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+def read_measurements(path: Path) -> pd.DataFrame:
+    """A ``measurements.csv``, image names as text."""
+    with open(path, newline="", **ENCODING) as file:
+        return pd.read_csv(file, **NAMES_AS_TEXT)
+
+
 class CsvStream:
     """A CSV table written a few rows at a time under a temporary name, committed by rename.
 
@@ -108,7 +121,7 @@ class CsvStream:
     def __init__(self, final: Path, columns: list[str]):
         self.final, self.tmp = final, temp_name(final)
         self.columns = list(columns)
-        self.file = open(self.tmp, "w", newline="")  # noqa: SIM115 (closed by commit or discard)
+        self.file = open(self.tmp, "w", newline="", **ENCODING)  # noqa: SIM115 (closed by commit or discard)
         pd.DataFrame(columns=self.columns).to_csv(self.file, index=False)
 
     def tell(self) -> int:
@@ -124,9 +137,9 @@ class CsvStream:
         """Every row written since ``offset``, as a table (``image`` read as text)."""
         if self.tell() == offset:
             return pd.DataFrame(columns=self.columns)
-        with open(self.tmp, newline="") as file:
+        with open(self.tmp, newline="", **ENCODING) as file:
             file.seek(offset)
-            return pd.read_csv(file, header=None, names=self.columns, dtype={"image": str})
+            return pd.read_csv(file, header=None, names=self.columns, **NAMES_AS_TEXT)
 
     def truncate(self, offset: int) -> None:
         """Drop every row written since ``offset``."""
