@@ -250,6 +250,16 @@ def test_masks_suffix_layout_pairs_name_with_name_masks(tmp_path):
     assert [(f.name, f.mask_path.name) for f in frames] == [("f0", "f0_masks.tif"), ("f2", "f2_masks.tif")]
     image, labels = frames[1].load()
     assert np.array_equal(labels, tifffile.imread(flat / "f2_masks.tif")) and image.shape == labels.shape
+    # macOS copies to exFAT or SMB drives leave ._NAME files beside each file: not frames
+    for name in ("._f0.tif", "._f0_masks.tif"):
+        (flat / name).write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    assert [f.name for f in find_frames(flat)] == ["f0", "f2"]
+    # one frame annotated twice (a .png mask beside the .tif one) would be trained on twice
+    iio.imwrite(flat / "f0_masks.png", tifffile.imread(flat / "f0_masks.tif").astype(np.uint8))
+    with pytest.raises(
+        CellsegError, match=r"frame 'f0' is annotated twice \(f0.tif \+ f0_masks.png, f0.tif \+ f0_masks.tif\)"
+    ):
+        find_frames(flat)
 
 
 def test_ctc_layout(tmp_path):

@@ -97,6 +97,12 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
         "masks_suffix": _masks_suffix_frames,
     }[layout]
     frames = sorted(finder(root), key=lambda f: f.name)
+    for first, second in zip(frames, frames[1:]):
+        if first.name == second.name:  # a.tif beside a.png, or a_masks.tif beside a_masks.png
+            raise CellsegError(
+                f"{root}: frame {first.name!r} is annotated twice ({first.image_path.name} + {first.mask_path.name}, "
+                f"{second.image_path.name} + {second.mask_path.name}); keep one pair"
+            )
     if not frames:
         raise CellsegError(
             f"{root}: no image/mask pairs found for layout {layout!r}; "
@@ -106,7 +112,8 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    """Image files of ``folder``, hidden ones (macOS ``._NAME.tif`` copies) left out."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p))
 
 
 def _instance_frames(root: Path) -> list[AnnotatedFrame]:
