@@ -49,6 +49,7 @@ class Evaluator:
         self.counts = metrics.InstanceCounts()
         self.errors = {key: 0 for key in metrics.ERROR_KINDS}
         self.roc_frames = 0  # frames in the pixel ROC
+        self.roc_classes = np.zeros(2, np.int64)  # its background and interior pixels
 
     def masks_for(self, image: Path, n_frames: int, shape: tuple[int, int]) -> np.ndarray:
         """Ground-truth labels (T, Y, X) of an input, checked against its frames."""
@@ -62,6 +63,8 @@ class Evaluator:
             )
         if not np.issubdtype(masks.dtype, np.integer):
             raise CellsegError(f"{path}: masks must be integer instance labels, not {masks.dtype}")
+        if masks.size and (int(masks.max()) > np.iinfo(np.int32).max or int(masks.min()) < 0):
+            raise CellsegError(f"{path}: labels must lie in 0..{np.iinfo(np.int32).max}; renumber the cells 1..N")
         return masks.astype(np.int32)
 
     def add(
@@ -73,6 +76,7 @@ class Evaluator:
             interior = (truth > 0) & ~edge_band(truth, self.edge_width)
             self.roc.update(torch.from_numpy(prob[0]), torch.from_numpy(interior.astype(np.int64)))
             self.roc_frames += 1
+            self.roc_classes += np.bincount(interior.ravel(), minlength=2)
         counts = metrics.instance_counts(truth, labels)
         errors = metrics.error_kinds(truth, labels)
         self.counts = self.counts + counts
@@ -84,10 +88,11 @@ class Evaluator:
 
     def finish(self) -> dict:
         """Write ``metrics.json`` and ``roc.png`` (when some frame was segmented in this run:
-        ``auc`` and the ROC need its probabilities); return the overall metrics."""
+        ``auc`` and the ROC need its probabilities, and its masks both interior and background
+        pixels); return the overall metrics."""
         overall = {**self.counts.summary(), **self.errors}
         report = {"overall": overall, "per_image": self.per_image}
-        if not self.roc_frames:
+        if not self.roc_classes.all():  # no ROC without both interior and background pixels
             write_json(self.out_dir / "metrics.json", report)
             return overall
         fpr, tpr, _ = self.roc.compute()

@@ -230,3 +230,23 @@ def test_frames_without_probabilities_are_scored_but_left_out_of_the_roc(tmp_pat
     overall = both.finish()
     assert (overall["auc"], overall["auc_frames"]) == (pytest.approx(1.0), 1)
     assert (tmp_path / "both" / "roc.png").exists()
+
+
+def test_frames_without_cells_give_no_pixel_roc(tmp_path):
+    """Ground truth with no interior pixel (empty frames of a movie) has no ROC: no AUC,
+    where torchmetrics' curve of one class would give 0.0."""
+    truth = np.zeros((32, 32), np.int32)
+    prob = np.stack([np.full(truth.shape, 0.2, np.float32), np.zeros(truth.shape, np.float32)])
+    evaluator = Evaluator(tmp_path, tmp_path, edge_width=1, val_roc=None)
+    evaluator.add("empty", prob[0], truth, prob, truth.astype(np.uint16))
+    overall = evaluator.finish()
+    assert "auc" not in overall and not (tmp_path / "roc.png").exists()
+    assert "auc" not in json.loads((tmp_path / "metrics.json").read_text())["overall"]
+
+
+def test_ground_truth_ids_past_int32_are_refused_not_wrapped(tmp_path):
+    (tmp_path / "gt").mkdir()
+    tifffile.imwrite(tmp_path / "gt" / "a.tif", np.array([[0, 3_000_000_000], [0, 0]], np.uint32))
+    evaluator = Evaluator(tmp_path / "gt", tmp_path, edge_width=1, val_roc=None)
+    with pytest.raises(CellsegError, match=r"a.tif: labels must lie in 0..2147483647; renumber the cells 1..N"):
+        evaluator.masks_for(tmp_path / "a.tif", 1, (2, 2))
