@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -488,6 +490,28 @@ def test_overwrite_removes_the_scores_of_the_outputs_it_replaces(trained_ckpt, s
     names = {p.name for p in out.iterdir()}
     assert not names & {"metrics.json", "roc.png", "a_errors.png", "b_errors.png"}, names
     assert "Metrics against ground truth" not in (out / "report.html").read_text()
+
+
+def test_overwrite_removes_the_per_source_outputs_it_does_not_write_again(trained_ckpt, movie, tmp_path):
+    """Overlays of other frames, a probability, ROI and tracks files the new options no longer
+    write described the replaced labels; a source whose name looks like a frame overlay keeps its own."""
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(movie / "movie.tif", source / "movie.tif")
+    tifffile.imwrite(source / "movie_t001.tif", tifffile.imread(movie / "movie.tif")[0])  # a single image
+    out = tmp_path / "out"
+    predict_run(trained_ckpt, source, out, "overlay_every=2")
+    earlier = time.time() - 60
+    for path in out.rglob("*"):
+        os.utime(path, (earlier, earlier))  # as an earlier run left them
+    predict_run(trained_ckpt, source, out, "overwrite=true", "overlay_every=3", "save_prob=false", "save_rois=false",
+                "track=false")  # fmt: skip
+    overlays = sorted(p.name for p in out.glob("movie_t*_overlay.png"))
+    assert overlays == sorted([f"movie_t{t:03d}_overlay.png" for t in (0, 3, 6, 9)] + ["movie_t001_overlay.png"])
+    assert (out / "movie_t001_overlay.png").stat().st_mtime > earlier + 30  # the single image's, rewritten
+    assert not [p.name for p in out.iterdir() if p.name.endswith(("_prob.tif", "_rois.zip", "_tracks.csv", "_RES"))]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'alt="overlay movie_t002"' not in page and 'alt="overlay movie_t003"' in page
 
 
 def test_only_error_pictures_inside_the_output_folder_count_as_stale(tmp_path):

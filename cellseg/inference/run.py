@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from cellseg.inference.inputs import BadFrame, Source
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
 from cellseg.outputs.atomic import commit, remove, temp_name
+from cellseg.outputs.overlays import overlay_frames, overlay_name
 from cellseg.outputs.rois import RoiZip
 from cellseg.outputs.streams import CsvStream, FileQueue, TiffStream
 from cellseg.outputs.tracks import TrackOutputs
@@ -75,11 +77,6 @@ class RunStats:
     metrics: dict | None = None  # with ground truth: the overall evaluation
     tracking_metrics: dict = field(default_factory=dict)  # per movie: CTC TRA, DET, ...
     unscored: list[str] = field(default_factory=list)  # why movies could not be scored against gt=
-
-
-def overlay_frames(n_frames: int, every: int) -> set[int]:
-    """Frames of a source that get an overlay PNG."""
-    return {0} if n_frames == 1 else {*range(0, n_frames, max(every, 1)), n_frames - 1}
 
 
 def read_ahead(frames: Iterator) -> Iterator:
@@ -147,6 +144,7 @@ class PredictionRun:
                 "overwrite=true to redo it, or choose another output=DIR"
             )
         self.earlier_scores = earlier_scored_names(self.out_dir) if self.options.overwrite else set()
+        self.started = time.time()  # outputs older than this are an earlier run's
         return self.out_dir / RUN_FILES[0]
 
     def check_same_run(self, sources: list[Source]) -> None:
@@ -235,9 +233,22 @@ class PredictionRun:
             paths.append(out / f"{stem}_rois.zip")
         return [*paths, out / f"{stem}_labels.tif"]
 
+    def remove_stale_outputs(self, source: Source, planned: list[Path]) -> None:
+        """``overwrite=true``: what an earlier run wrote for this source and this run did not
+        write again (overlays of other frames, a probability, ROI or tracks file it no longer
+        saves) described the replaced labels; remove it. Only files older than this run go:
+        another source of this run may own a look-alike name (``pos_t001_overlay.png``)."""
+        stem = source.name
+        overlay = re.compile(rf"{re.escape(stem)}(_t\d{{3,}})?_overlay\.png")
+        candidates = [p for p in self.out_dir.iterdir() if overlay.fullmatch(p.name)]
+        candidates += [self.out_dir / f"{stem}_prob.tif", self.out_dir / f"{stem}_rois.zip"]
+        candidates += TrackOutputs.paths(self.out_dir, stem)
+        for path in set(candidates) - set(planned):
+            if path.exists() and path.stat().st_mtime < self.started - 2:  # FAT keeps 2 s steps
+                remove(path)
+
     def overlay_path(self, source: Source, index: int) -> Path:
-        suffix = "" if source.n_frames == 1 else f"_t{index:03d}"
-        return self.out_dir / f"{source.name}{suffix}_overlay.png"
+        return self.out_dir / overlay_name(source.name, source.n_frames, index)
 
     def process(self, source: Source, progress: Progress | None = None) -> None:
         """Segment one source frame by frame, with a progress bar over the frames of a stack."""
@@ -264,6 +275,8 @@ class PredictionRun:
         try:
             self.segment_frames(source, writer, progress, frame_task)
             writer.commit()
+            if self.options.overwrite:
+                self.remove_stale_outputs(source, planned)
         except BaseException:
             writer.discard()
             raise

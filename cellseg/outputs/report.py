@@ -10,7 +10,6 @@ a warning: the run's other outputs stand.
 from __future__ import annotations
 
 import datetime
-import glob
 import json
 import logging
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from skimage.segmentation import find_boundaries
 
 from cellseg import __version__, metrics
 from cellseg.outputs.atomic import remove, write_with
+from cellseg.outputs.overlays import overlay_frames, overlay_name
 from cellseg.outputs.page import (
     Page,
     esc,
@@ -183,7 +183,7 @@ def prediction_report(out_dir: Path, cfg: DictConfig, stats, sources: list, pred
     if (out_dir / "metrics.json").exists():
         scores = json.loads((out_dir / "metrics.json").read_text())
         page.add("metrics", "Metrics against ground truth", metrics_section(scores, out_dir))
-    page.add("images", "Overlays and error maps", gallery(out_dir, sources))
+    page.add("images", "Overlays and error maps", gallery(out_dir, sources, cfg.overlay_every))
     if len(cells):
         hist = figure_tag(histogram_figure(cells), "histograms of cell measurements", (12, 3.4))
         page.add("histograms", "Per-cell measurements", hist)
@@ -258,14 +258,14 @@ def spaced(items: list, n: int) -> list:
     return [items[i] for i in sorted({round(i * (len(items) - 1) / (n - 1)) for i in range(n)})]
 
 
-def gallery(out_dir: Path, sources: list) -> str:
-    """Overlay thumbnails, each beside its error map where ``gt=`` wrote one; long movies
-    and many images are sampled, and the page says so."""
+def gallery(out_dir: Path, sources: list, every: int) -> str:
+    """Overlay thumbnails (the frames ``overlay_every=every`` gives), each beside its error map
+    where ``gt=`` wrote one; long movies and many images are sampled, and the page says so."""
     figures, notes, shown_errors = [], [], set()
     for source in sources:
         stem = source.name
-        overlays = sorted(out_dir.glob(f"{glob.escape(stem)}_overlay.png"))
-        overlays += sorted(out_dir.glob(f"{glob.escape(stem)}_t[0-9][0-9][0-9]*_overlay.png"))
+        names = (overlay_name(stem, source.n_frames, t) for t in sorted(overlay_frames(source.n_frames, every)))
+        overlays = [out_dir / name for name in names if (out_dir / name).exists()]  # not a glob: pos_t001 is not pos's
         picked = spaced(overlays, MAX_FRAMES_PER_SOURCE)
         if len(picked) < len(overlays):
             notes.append(f"{stem}: {len(picked)} of {len(overlays)} overlay frames shown")
