@@ -276,7 +276,7 @@ def test_save_corrections_writes_masks_beside_the_image_and_keeps_existing_ones(
 
 
 @pytest.mark.filterwarnings("error:Private attribute access")
-def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, movie, tmp_path):
+def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, movie, single, tmp_path):
     viewer, widget = review_widget
     folder = tmp_path / "01"
     folder.mkdir()
@@ -297,6 +297,8 @@ def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, 
     widget.overwrite.setChecked(True)
     widget.save_button.click()
     assert tifffile.imread(folder / "t002_masks.tif")[15, 15] == 998
+    viewer.open(str(single.out), plugin="cellseg")  # another image: "replace" is asked again
+    assert widget.layer is not labels and not widget.overwrite.isChecked()
     # napari's File > Save with the cellseg writer: the whole layer, as uint16
     labels.save(str(tmp_path / "all.tif"), plugin="cellseg")
     saved = tifffile.imread(tmp_path / "all.tif")

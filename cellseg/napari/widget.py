@@ -103,8 +103,10 @@ class ReviewWidget(QWidget):
             self.set_layer(layer)
 
     def set_layer(self, layer: Labels | None) -> None:
-        """List the cells of ``layer`` (None: nothing to list)."""
+        """List the cells of ``layer`` (None: nothing to list). "replace existing masks" was
+        ticked for the layer before: another image's hand-made masks are not replaced unasked."""
         self.layer = layer
+        self.overwrite.setChecked(False)
         self.refresh()
 
     def refresh(self) -> None:
