@@ -24,6 +24,7 @@ import tifffile
 from cellseg import review
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.synthetic_movie import generate_movie
+from cellseg.errors import CellsegError
 from cellseg.napari import MANIFEST
 from cellseg.review import cells_to_review
 
@@ -120,6 +121,23 @@ def test_run_json_of_a_relative_input_leads_back_from_another_folder(trained_ckp
     mine = tmp_path / "experiment" / "frames" / "cells.tif"
     assert np.array_equal(image.data, tifffile.imread(mine))
     assert labels.metadata["cellseg"]["image_paths"] == [str(mine)]
+
+
+def test_corrections_are_not_saved_beside_an_image_that_no_longer_fits(single, tmp_path):
+    """run.json's image was cropped since: the reader shows no image, and saving the labels
+    there would pair them with a frame of another size, which fine-tuning refuses."""
+    out = shutil.copytree(single.out, tmp_path / "out")
+    cropped = tmp_path / "cells.tif"
+    tifffile.imwrite(cropped, tifffile.imread(single.image)[:100])
+    record = json.loads((out / "run.json").read_text())
+    record["sources"][0]["paths"] = [str(cropped)]
+    (out / "run.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning):
+        layers = layers_of(out)
+    assert kinds(layers) == ["Image", "Labels"]  # the probability and the labels
+    with pytest.raises(CellsegError, match="was not found \\(or did not fit them\\)"):
+        save_corrections(layers[-1])
+    assert not (tmp_path / "cells_masks.tif").exists()
 
 
 def test_reader_without_run_json_finds_the_image_beside_the_folder(single, tmp_path):

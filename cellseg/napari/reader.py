@@ -172,7 +172,7 @@ def source_layers(folder: Path, stem: str, paths: list[Path], table: pd.DataFram
     meta = {
         "output": str(folder),
         "name": stem,
-        "image_paths": [str(p) for p in paths],
+        "image_paths": [str(p) for p in paths] if image is not None else [],  # saving needs the image it shows
         "labels_path": str(labels_path),
         "frames": n_frames,
         "tracked": bool(n_frames > 1 and not rows.empty and rows["track_id"].notna().all()),

@@ -84,7 +84,8 @@ def planned_masks(meta: dict, labels: np.ndarray, frames: Sequence[int] | None) 
     images = [Path(p) for p in meta.get("image_paths", [])]
     if not images:
         raise CellsegError(
-            f"{meta.get('name')}: the image behind these labels was not found when the folder was opened, "
+            f"{meta.get('name')}: the image behind these labels was not found (or did not fit them) when the "
+            "folder was opened, "
             "so there is nowhere to put its masks; save the layer with File > Save Selected Layers"
         )
     if len(images) == 1:
