@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from cellseg.data.datamodule import CellDataModule, CropDataset, CropSampler, FrameDataset, RankSampler
@@ -56,6 +57,22 @@ def test_reads_png_and_npy(tmp_path):
     np.save(tmp_path / "a.npy", data)
     assert np.array_equal(read_image(tmp_path / "a.png"), data)
     assert np.array_equal(read_image(tmp_path / "a.npy"), data)
+    # a palette PNG (a label mask drawn in a paint program) holds its labels as the indices
+    labels = (np.arange(32 * 32).reshape(32, 32) // 400).astype(np.uint8)
+    palette = Image.fromarray(labels, mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    palette.save(tmp_path / "mask.png")
+    assert np.array_equal(read_image(tmp_path / "mask.png"), labels)
+
+
+def test_a_stack_saved_a_page_per_frame_reads_whole(tmp_path):
+    """``TiffWriter.write`` once per frame, no axes metadata: several one-page series. Reading
+    the first alone gave a training frame of a stack, silently."""
+    frames = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16)
+    with tifffile.TiffWriter(tmp_path / "stack.tif") as tif:
+        for frame in frames:
+            tif.write(frame)
+    assert np.array_equal(read_image(tmp_path / "stack.tif"), frames)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Read microscopy images and label images, keeping their dtype.
 
 TIFF (8/16-bit, LZW and other codecs through imagecodecs) goes through tifffile, PNG
-through imageio, NPY through numpy. Every failure is a :class:`CellsegError` whose
+through imageio (palette PNGs through Pillow, as their indices), NPY through numpy. Every failure is a :class:`CellsegError` whose
 message names the file and says what to do.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from PIL import Image
 
 from cellseg.errors import CellsegError
 
@@ -31,11 +32,13 @@ def read_image(path: str | Path) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            array = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:  # a stack saved a page per frame is several series
+                array = np.stack([s.asarray() for s in tif.series]) if is_page_per_frame(tif) else tif.asarray()
         elif suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         elif suffix == ".png":
-            array = iio.imread(path)
+            with Image.open(path) as png:  # palette PNGs (label masks, ImageJ LUTs) hold indices, not colours
+                array = np.asarray(png) if png.mode == "P" else iio.imread(path)
         else:
             raise CellsegError(
                 f"{path}: unsupported file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
@@ -51,6 +54,19 @@ def read_image(path: str | Path) -> np.ndarray:
         raise CellsegError(f"{path}: image is empty (shape {array.shape}); remove or replace it")
     check_dtype(array.dtype, path)
     return array
+
+
+def is_page_per_frame(tif: tifffile.TiffFile) -> bool:
+    """Whether a TIFF without axis metadata holds its frames as one-page series of one shape
+    and dtype (what ``TiffWriter.write`` called once per frame saves): a (T, Y, X) stack,
+    of which ``tif.series[0]`` is only the first frame."""
+    first = tif.series[0]
+    return (
+        len(tif.series) > 1
+        and not (tif.is_ome or tif.is_imagej)
+        and all(len(s.pages) == 1 and s.shape == first.shape and s.dtype == first.dtype for s in tif.series)
+        and len(first.shape) == 2
+    )
 
 
 def check_dtype(dtype: np.dtype, path: str | Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cellseg.data.io import check_dtype, is_image_file, read_image
+from cellseg.data.io import check_dtype, is_image_file, is_page_per_frame, read_image
 from cellseg.data.layouts import MASKS_SUFFIX
 from cellseg.errors import CellsegError
 
@@ -155,19 +155,6 @@ def header(path: Path) -> tuple[tuple[int, ...], str | None]:
         raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
     image = read_image(path)
     return image.shape, None
-
-
-def is_page_per_frame(tif: tifffile.TiffFile) -> bool:
-    """Whether a TIFF without axis metadata holds its frames as one-page series of one shape
-    and dtype (what ``TiffWriter.write`` called once per frame saves): a (T, Y, X) stack,
-    of which ``tif.series[0]`` is only the first frame."""
-    first = tif.series[0]
-    return (
-        len(tif.series) > 1
-        and not (tif.is_ome or tif.is_imagej)
-        and all(len(s.pages) == 1 and s.shape == first.shape and s.dtype == first.dtype for s in tif.series)
-        and len(first.shape) == 2
-    )
 
 
 @dataclass
