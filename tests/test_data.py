@@ -277,6 +277,11 @@ def test_masks_suffix_layout_pairs_name_with_name_masks(tmp_path):
         CellsegError, match=r"frame 'f0' is annotated twice \(f0.tif \+ f0_masks.png, f0.tif \+ f0_masks.tif\)"
     ):
         find_frames(flat)
+    # or one mask for two images of one name (f2.tif beside f2.png): which it annotates is unknown
+    (flat / "f0_masks.png").unlink()
+    iio.imwrite(flat / "f2.png", tifffile.imread(flat / "f2.tif").astype(np.uint8))
+    with pytest.raises(CellsegError, match=r"frame 'f2' is annotated twice \(f2.png \+ f2_masks.tif, f2.tif"):
+        find_frames(flat)
 
 
 def test_ctc_layout(tmp_path):

@@ -127,11 +127,15 @@ def _instance_frames(root: Path) -> list[AnnotatedFrame]:
 
 def _masks_suffix_frames(root: Path) -> list[AnnotatedFrame]:
     files = _images_in(root)
-    images = {p.stem: p for p in files if not p.stem.endswith(MASKS_SUFFIX)}
+    images: dict[str, list[Path]] = {}
+    for path in files:
+        if not path.stem.endswith(MASKS_SUFFIX):
+            images.setdefault(path.stem, []).append(path)
     return [
-        AnnotatedFrame(stem, images[stem], mask)
+        AnnotatedFrame(image.stem, image, mask)  # NAME.tif beside NAME.png: two frames of one name, refused
         for mask in files
-        if mask.stem.endswith(MASKS_SUFFIX) and (stem := mask.stem.removesuffix(MASKS_SUFFIX)) in images
+        if mask.stem.endswith(MASKS_SUFFIX)
+        for image in images.get(mask.stem.removesuffix(MASKS_SUFFIX), [])
     ]
 
 
