@@ -359,6 +359,14 @@ def test_labels_dtype_and_uint32_pages_round_trip(tmp_path):
     stream.close()
     back = tifffile.imread(tmp_path / "l.tif")
     assert back.dtype == np.uint32 and np.array_equal(back, many)
+    stack = TiffStream(tmp_path / "s.tif", 3, (8, 8), np.uint16)  # a movie's pages: a time series
+    for t in range(3):
+        stack.add(np.full((8, 8), t))
+    stack.close()
+    with tifffile.TiffFile(tmp_path / "s.tif") as tif:
+        assert tif.series[0].axes == "TYX" and np.array_equal(tif.asarray()[:, 0, 0], [0, 1, 2])
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.series[0].axes == "YX"
 
 
 def test_contrast_to_noise_tells_camera_noise_from_nuclei():

@@ -35,6 +35,7 @@ class TiffStream:
         self.error: BaseException | None = None
         self.drained = False  # the writer has taken the end marker
         full = (n_frames, *shape) if n_frames > 1 else tuple(shape)
+        self.axes = "TYX" if n_frames > 1 else "YX"  # in the file: tifffile and napari read a time series
         self.thread = threading.Thread(target=self._write, args=(full,), daemon=True)
         self.thread.start()
 
@@ -46,7 +47,14 @@ class TiffStream:
     def _write(self, shape: tuple[int, ...]) -> None:
         try:
             with tifffile.TiffWriter(self.tmp) as tif:
-                tif.write(self._pages(), shape=shape, dtype=self.dtype, photometric="minisblack", **COMPRESSION)
+                tif.write(
+                    self._pages(),
+                    shape=shape,
+                    dtype=self.dtype,
+                    photometric="minisblack",
+                    metadata={"axes": self.axes},
+                    **COMPRESSION,
+                )
         except BaseException as err:  # re-raised in the caller's thread by close()
             self.error = err
             while not self.drained and self.pages.get() is not _DONE:  # unblock the producer
