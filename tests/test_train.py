@@ -42,19 +42,19 @@ SHORT_RUN = [
 ]
 
 
-def recompute_best(run_dir: Path, overrides: list[str]) -> dict[str, float]:
+def recompute_best(run_dir: Path, overrides: list[str], split: str = "val") -> dict[str, float]:
     """val/seg and val/auc of ``best.ckpt``, recomputed outside Lightning's validation loop:
     the network on every validation frame, the stored threshold and post-processing, then
     SEG from :mod:`cellseg.metrics` and the pixel AUC over the same 200 ROC thresholds as
     validation (a 2-step network's probabilities bunch within a bin or two, where binned
-    and exact AUC part by a few hundredths)."""
+    and exact AUC part by a few hundredths). ``split="test"``: the same on the test frames."""
     checkpoint = load(run_dir / "checkpoints" / "best.ckpt")
     module = CellSegModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     datamodule = instantiate(compose_cfg(overrides).data)
     datamodule.setup()
     counts, scores, truths = metrics.InstanceCounts(), [], []
-    for frame in datamodule.val_frames_data:
+    for frame in datamodule.val_frames_data if split == "val" else datamodule.test_frames_data:
         with torch.no_grad():
             prob = torch.sigmoid(module.eval()(torch.from_numpy(frame.image)[None, None]))[0].numpy()
         pred = probabilities_to_labels(prob, float(module.threshold), **module.hparams.postprocess)
@@ -306,7 +306,7 @@ def test_ema_checkpoint_holds_the_averaged_weights_that_validation_scored(synthe
     overrides = [
         f"data.root={synthetic_root}",
         "data.val_frames=[syn_003]",
-        "data.test_frames=null",
+        "data.test_frames=[syn_000]",
         *SHORT_RUN,
         "trainer.max_steps=3",
         "optimizer.lr=0.01",
@@ -320,6 +320,23 @@ def test_ema_checkpoint_holds_the_averaged_weights_that_validation_scored(synthe
     assert averaged.keys() == raw.keys()
     moved = [k for k in averaged if averaged[k].is_floating_point() and not torch.equal(averaged[k], raw[k])]
     assert len(moved) > len(averaged) // 2  # the averaged weights lag the raw ones
+    # the threshold validation chose for the averaged weights is theirs in the checkpoint
+    history = pd.read_csv(tmp_path / "validation.csv").set_index("step")
+    assert float(averaged["threshold"]) == pytest.approx(history.loc[checkpoint["global_step"], "val/threshold"])
+    # and the test stage scores best.ckpt's weights, not the raw ones Lightning would restore
+    tested = json.loads((tmp_path / "result.json").read_text())["test"]
+    assert tested["seg"] == pytest.approx(recompute_best(tmp_path, overrides, split="test")["val/seg"], abs=1e-3)
+
+
+def test_ema_before_its_first_update_leaves_the_trained_weights(synthetic_root, tmp_path):
+    """Averaging from step 100 (the default) in a 3-step run: the average is still the
+    untrained network, which validation and best.ckpt must not take."""
+    overrides = [f"data.root={synthetic_root}", "data.val_frames=[syn_003]", "data.test_frames=null", *SHORT_RUN,
+                 "trainer.max_steps=3", "optimizer.lr=0.01", "callbacks=ema"]  # fmt: skip
+    check_against_recomputation(tmp_path, overrides, train_run(overrides, tmp_path))
+    for name in ("best.ckpt", "last.ckpt"):  # the trained weights as they are, not an average swapped in
+        checkpoint = load(tmp_path / "checkpoints" / name)
+        assert checkpoint["global_step"] > 0 and "current_model_state" not in checkpoint, name
 
 
 @pytest.mark.parametrize("postprocess", ["threshold", "watershed", "hysteresis"])

@@ -11,9 +11,10 @@ import imageio.v3 as iio
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
 from cellseg import metrics
 from cellseg.outputs.atomic import write_with
@@ -137,3 +138,42 @@ class ValidationImages(Callback):
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val/images", images=[str(p) for p in paths.values()],
                                  caption=list(paths), step=trainer.global_step)  # fmt: skip
+
+
+class ValidatedEMA(EMAWeightAveraging):
+    """Lightning's EMA of the weights, made to agree with what validation scored.
+
+    - Before its first update the average is the untrained network: validation, the
+      checkpoints and the end of training keep the trained weights until then.
+    - The threshold validation picks for the averaged weights is set after Lightning swaps
+      them back out, so it lands in the raw network; the checkpoint's ``state_dict`` (the
+      averaged weights) gets it from there.
+    - Testing a checkpoint keeps its ``state_dict``: the parent would load the raw weights of
+      ``current_model_state`` over it, and the test stage would score other weights than
+      ``best.ckpt`` holds.
+    """
+
+    def _averaged(self) -> bool:
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._averaged():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._averaged():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._averaged():
+            super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if not self._averaged():
+            return
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        checkpoint["state_dict"]["threshold"] = pl_module.threshold.detach().clone()
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
