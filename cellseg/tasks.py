@@ -100,6 +100,14 @@ def _check_launch(cfg: DictConfig) -> None:
                 f"{cfg.ckpt_path}: was trained with {saved['_target_']}, not {cfg.model._target_}; "
                 "resume with the same model= option"
             )
+        model = _plain(cfg.model)
+        changed = sorted(k for k in set(saved) | set(model) if k != "encoder_weights" and saved.get(k) != model.get(k))
+        if changed:  # the weights would not fit the network: a traceback inside Lightning
+            key = changed[0]
+            raise CellsegError(
+                f"{cfg.ckpt_path}: was trained with model.{key}={saved.get(key)!r}, not {model.get(key)!r}; "
+                "resume with the same model options"
+            )
 
 
 def adopt_init_from(cfg: DictConfig) -> dict | None:

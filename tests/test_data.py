@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from cellseg.data.datamodule import CellDataModule, CropDataset, CropSampler, FrameDataset, RankSampler
+from cellseg.data.datamodule import CellDataModule, CropDataset, CropSampler, FrameDataset, RankSampler, near
 from cellseg.data.io import read_image
 from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
@@ -402,3 +402,17 @@ def test_error_image_smaller_than_crop(tmp_path):
 def test_error_single_frame_needs_region(tmp_path):
     root = write_instance_folder(tmp_path / "d", n=1)
     assert "data.val_region" in setup_error(root, crop_size=64)
+
+
+def test_a_frame_is_near_itself_whatever_its_digits():
+    """CTC sequences past 999 frames name the trained frame 01_t0052 and its reference mask
+    01_t052: with data.test_gap=0 they are still one frame (its SEG is not unseen)."""
+    assert near("01_t052", ["01_t0052"], 0) and near("01_t0052", ["01_t052"], 0)
+    assert not near("01_t053", ["01_t0052"], 0) and near("01_t053", ["01_t0052"], 1)
+    assert not near("02_t052", ["01_t0052"], 3)  # another sequence
+
+
+def test_a_test_region_that_leaves_frames_under_one_crop_is_refused(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=256, test_region=0.2, val_region=None)
+    with pytest.raises(CellsegError, match=r"syn_000 keeps 205x256 px to train on after data.test_region=0.2"):
+        datamodule.setup()

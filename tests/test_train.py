@@ -186,6 +186,9 @@ def test_resume_with_another_model_is_refused(synthetic_overrides, tmp_path):
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     with pytest.raises(CellsegError, match="model= option"):
         train_run([*synthetic_overrides, "model=googlenet_fcn", f"ckpt_path={last}"], tmp_path / "second")
+    # the same model with other options: its weights would not fit (a traceback inside Lightning)
+    with pytest.raises(CellsegError, match=r"was trained with model.full_res=0, not 16; resume with the same model"):
+        train_run([*synthetic_overrides, "model.full_res=16", f"ckpt_path={last}"], tmp_path / "third")
 
 
 def test_corrupt_resume_checkpoint_is_refused(synthetic_overrides, tmp_path):

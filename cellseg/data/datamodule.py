@@ -161,8 +161,8 @@ def near(name: str, others: Iterable[str], gap: int) -> bool:
     if name in others:
         return True
     here = frame_time(name)
-    if here is None or gap <= 0:
-        return False
+    if here is None:
+        return False  # gap 0 still matches 01_t0052 with 01_t052: the same time point
     return any((there := frame_time(o)) is not None and there[0] == here[0] and abs(there[1] - here[1]) <= gap
                for o in others)  # fmt: skip
 
@@ -332,6 +332,13 @@ class CellDataModule(L.LightningDataModule):
             targets = make_targets(labels, self.edge_width, self.border_sigma)
             frames.append(Frame(item.name, image, labels, targets))
         frames, self.test_frames_data = self._split_test(frames)
+        short = next((f for f in frames if min(f.image.shape) < self.crop_size), None)
+        if short is not None:  # data.test_region took rows from every frame
+            raise CellsegError(
+                f"{self.root}: frame {short.name} keeps {short.image.shape[0]}x{short.image.shape[1]} px to train on "
+                f"after data.test_region={self.test_region}, less than data.crop_size={self.crop_size}; "
+                "lower one of them"
+            )
         self.train_frames, self.val_frames_data = self._split(frames)
         self.smallest_cell = _smallest_whole_cell([f.labels for f in self.train_frames])
         log.info(
