@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +19,7 @@ from cellseg import demo
 from cellseg.checkpoint import load_checkpoint, options_problem
 from cellseg.errors import CellsegError
 from cellseg.inference.predictor import load_net
-from cellseg.models.module import CellSegModule
+from cellseg.models.module import LR_SCALING, CellSegModule
 from cellseg.models.registry import NETS, checked_spec
 from cellseg.outputs.atomic import write_json
 from cellseg.outputs.report import write_training_report
@@ -110,6 +111,24 @@ def _check_launch(cfg: DictConfig) -> None:
             )
 
 
+def _check_resumed_processes(cfg: DictConfig, processes: int) -> None:
+    """Refuse to resume where the learning rate would have another scale (another number of
+    processes under ``hardware.lr_scaling``): the optimizer and its schedule come back with the
+    rate scaled for the run that saved them."""
+    if not cfg.ckpt_path:
+        return
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    saved, rule = checkpoint.get("processes"), checkpoint["hyper_parameters"].get("lr_scaling", "none")
+    if saved is None or rule not in LR_SCALING:
+        return  # saved before the number was recorded
+    now = LR_SCALING[cfg.hardware.lr_scaling](processes)
+    if not math.isclose(LR_SCALING[rule](saved), now):
+        raise CellsegError(
+            f"{cfg.ckpt_path}: was trained on {saved} process(es) with hardware.lr_scaling={rule}; this run has "
+            f"{processes} with lr_scaling={cfg.hardware.lr_scaling}, another learning-rate scale; resume alike"
+        )
+
+
 def adopt_init_from(cfg: DictConfig) -> dict | None:
     """``init_from=CKPT``: fine-tune a trained model. Its network (architecture and weights),
     normalization percentiles and edge width replace the configured ones, so the corrected
@@ -188,6 +207,7 @@ def train(cfg: DictConfig) -> float | None:
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     datamodule.check_share(trainer.world_size)  # here: in a spawned process it would be a traceback
+    _check_resumed_processes(cfg, trainer.world_size)
     for logger in loggers:
         logger.log_hyperparams(_plain(cfg))
     # resuming restores weights, optimizer, LR schedule, global_step and the max_time Timer;

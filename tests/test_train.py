@@ -191,6 +191,18 @@ def test_resume_with_another_model_is_refused(synthetic_overrides, tmp_path):
         train_run([*synthetic_overrides, "model.full_res=16", f"ckpt_path={last}"], tmp_path / "third")
 
 
+def test_resume_on_another_learning_rate_scale_is_refused(synthetic_overrides, tmp_path):
+    """Saved by one process with lr_scaling=linear, resumed by two: the optimizer would come
+    back with the rate of one process while the schedule scales for two."""
+    train_run([*synthetic_overrides, "hardware.lr_scaling=linear"], tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert load(last)["processes"] == 1
+    message = r"was trained on 1 process\(es\) with hardware.lr_scaling=linear; this run has 2 with lr_scaling=linear"
+    with pytest.raises(CellsegError, match=message):
+        train_run([*synthetic_overrides, "hardware=ddp_spawn", f"ckpt_path={last}"], tmp_path / "second")
+    assert not (tmp_path / "second" / "checkpoints").exists()
+
+
 def test_corrupt_resume_checkpoint_is_refused(synthetic_overrides, tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"\x00" * 100)

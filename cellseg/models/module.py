@@ -181,6 +181,10 @@ class CellSegModule(L.LightningModule):
         score = seg_sum / np.maximum(n_gt, 1) + tp / np.maximum(tp + fp + fn, 1)
         return float(INSTANCE_THRESHOLDS[int(np.argmax(score))])
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the number of training processes: the learning rate was scaled for it."""
+        checkpoint["processes"] = self.trainer.world_size
+
     def configure_optimizers(self) -> dict:
         world = self.trainer.world_size if self._trainer is not None else 1
         scale = LR_SCALING[self.hparams.lr_scaling](world)
