@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cellseg.data.datamodule import CellDataModule, CropDataset, CropSampler, FrameDataset, RankSampler, near
-from cellseg.data.io import read_image
+from cellseg.data.io import read_image, read_labels
 from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
@@ -416,3 +416,9 @@ def test_a_test_region_that_leaves_frames_under_one_crop_is_refused(synthetic_ro
     datamodule = CellDataModule(str(synthetic_root), crop_size=256, test_region=0.2, val_region=None)
     with pytest.raises(CellsegError, match=r"syn_000 keeps 205x256 px to train on after data.test_region=0.2"):
         datamodule.setup()
+
+
+def test_labels_past_int32_are_refused_not_wrapped(tmp_path):
+    tifffile.imwrite(tmp_path / "m.tif", np.array([[0, 2**31], [1, 1]], np.uint32))
+    with pytest.raises(CellsegError, match=r"m.tif: label 2147483648 is past 2147483647; renumber the cells 1..N"):
+        read_labels(tmp_path / "m.tif")

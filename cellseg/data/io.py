@@ -104,5 +104,7 @@ def read_labels(path: str | Path) -> np.ndarray:
             )
     if labels.min() < 0:
         raise CellsegError(f"{path}: label image has negative values; 0 must be background")
+    if labels.max() > np.iinfo(np.int32).max:  # would wrap negative
+        raise CellsegError(f"{path}: label {int(labels.max())} is past 2147483647; renumber the cells 1..N")
     return labels.astype(np.int32)
 
