@@ -338,6 +338,7 @@ def test_ema_checkpoint_holds_the_averaged_weights_that_validation_scored(synthe
     # the threshold validation chose for the averaged weights is theirs in the checkpoint
     history = pd.read_csv(tmp_path / "validation.csv").set_index("step")
     assert float(averaged["threshold"]) == pytest.approx(history.loc[checkpoint["global_step"], "val/threshold"])
+    assert torch.equal(averaged["roc_curve"], raw["roc_curve"])  # the curve of that validation, not a blend
     # and the test stage scores best.ckpt's weights, not the raw ones Lightning would restore
     tested = json.loads((tmp_path / "result.json").read_text())["test"]
     assert tested["seg"] == pytest.approx(recompute_best(tmp_path, overrides, split="test")["val/seg"], abs=1e-3)

@@ -140,14 +140,18 @@ class ValidationImages(Callback):
                                  caption=list(paths), step=trainer.global_step)  # fmt: skip
 
 
+VALIDATION_BUFFERS = ("threshold", "roc_curve")  # set by validation, not learned
+
+
 class ValidatedEMA(EMAWeightAveraging):
     """Lightning's EMA of the weights, made to agree with what validation scored.
 
     - Before its first update the average is the untrained network: validation, the
       checkpoints and the end of training keep the trained weights until then.
-    - The threshold validation picks for the averaged weights is set after Lightning swaps
-      them back out, so it lands in the raw network; the checkpoint's ``state_dict`` (the
-      averaged weights) gets it from there.
+    - The threshold and ROC validation picks for the averaged weights are set after Lightning
+      swaps them back out, so they land in the raw network; the checkpoint's ``state_dict``
+      (the averaged weights) and the network after training get them from there, not an
+      average of earlier choices.
     - Testing a checkpoint keeps its ``state_dict``: the parent would load the raw weights of
       ``current_model_state`` over it, and the test stage would score other weights than
       ``best.ckpt`` holds.
@@ -166,13 +170,21 @@ class ValidatedEMA(EMAWeightAveraging):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._averaged():
+            chosen = self._chosen(pl_module)
             super().on_train_end(trainer, pl_module)
+            for name, value in chosen.items():
+                getattr(pl_module, name).copy_(value)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if not self._averaged():
             return
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
-        checkpoint["state_dict"]["threshold"] = pl_module.threshold.detach().clone()
+        checkpoint["state_dict"].update(self._chosen(pl_module))
+
+    @staticmethod
+    def _chosen(pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        """What validation chose for the averaged weights (the average of earlier choices is none)."""
+        return {name: getattr(pl_module, name).detach().clone() for name in VALIDATION_BUFFERS}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
