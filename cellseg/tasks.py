@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from pathlib import Path
@@ -102,7 +103,9 @@ def _check_launch(cfg: DictConfig) -> None:
                 "resume with the same model= option"
             )
         model = _plain(cfg.model)
-        changed = sorted(k for k in set(saved) | set(model) if k != "encoder_weights" and saved.get(k) != model.get(k))
+        defaults = {k: p.default for k, p in inspect.signature(NETS[saved["_target_"]]).parameters.items()}
+        keys = (set(saved) | set(model)) - {"encoder_weights"}  # an option older checkpoints lack is its default
+        changed = sorted(k for k in keys if saved.get(k, defaults.get(k)) != model.get(k, defaults.get(k)))
         if changed:  # the weights would not fit the network: a traceback inside Lightning
             key = changed[0]
             raise CellsegError(

@@ -251,6 +251,10 @@ def test_instance_layout(tmp_path):
     assert [f.name for f in frames] == ["f0", "f1", "f2"]
     image, labels = frames[0].load()
     assert image.dtype == np.uint16 and labels.max() > 0
+    # a second mask of one name (masks/f1.png beside masks/f1.tif) is refused, not one picked
+    iio.imwrite(root / "masks" / "f1.png", tifffile.imread(root / "masks" / "f1.tif").astype(np.uint8))
+    with pytest.raises(CellsegError, match=r"frame 'f1' is annotated twice \(f1.tif \+ f1.png, f1.tif \+ f1.tif\)"):
+        find_frames(root)
 
 
 def test_masks_suffix_layout_pairs_name_with_name_masks(tmp_path):
@@ -306,6 +310,7 @@ def test_npy_layout_builds_instances(tmp_path):
     np.save(tmp_path / "masks" / "image_001_mask_cells.npy", ((labels > 0) & ~edge).astype(np.uint8) * 255)
     np.save(tmp_path / "masks" / "image_001_mask_edges.npy", edge.astype(np.uint8) * 255)
     np.save(tmp_path / "masks" / "image_001_mask_other.npy", (labels == 0).astype(np.uint8) * 255)
+    (tmp_path / "masks" / "._001_mask_cells.npy").write_bytes(bytes(64))  # a macOS copy's shadow, same id
     (frame,) = find_frames(tmp_path)
     assert frame.name == "phase_001"
     _, rebuilt = frame.load()

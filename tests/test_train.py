@@ -189,6 +189,13 @@ def test_resume_with_another_model_is_refused(synthetic_overrides, tmp_path):
     # the same model with other options: its weights would not fit (a traceback inside Lightning)
     with pytest.raises(CellsegError, match=r"was trained with model.full_res=0, not 16; resume with the same model"):
         train_run([*synthetic_overrides, "model.full_res=16", f"ckpt_path={last}"], tmp_path / "third")
+    # a checkpoint from before an option existed holds its default: the same network
+    older = load(last)
+    del older["hyper_parameters"]["net"]["full_res"]
+    torch.save(older, tmp_path / "older.ckpt")
+    steps = [o for o in synthetic_overrides if not o.startswith("trainer.max_steps")]
+    train_run([*steps, "trainer.max_steps=3", f"ckpt_path={tmp_path / 'older.ckpt'}"], tmp_path / "fourth")
+    assert load(tmp_path / "fourth" / "checkpoints" / "last.ckpt")["global_step"] == 3
 
 
 def test_resume_on_another_learning_rate_scale_is_refused(synthetic_overrides, tmp_path):

@@ -117,11 +117,11 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _instance_frames(root: Path) -> list[AnnotatedFrame]:
-    masks = {p.stem: p for p in _images_in(root / "masks")}
-    return [
-        AnnotatedFrame(p.stem, p, masks[p.stem])
-        for p in _images_in(root / "images")
-        if p.stem in masks
+    masks: dict[str, list[Path]] = {}
+    for path in _images_in(root / "masks"):
+        masks.setdefault(path.stem, []).append(path)
+    return [  # masks/a.tif beside masks/a.png: two frames of one name, refused
+        AnnotatedFrame(p.stem, p, mask) for p in _images_in(root / "images") for mask in masks.get(p.stem, [])
     ]
 
 
@@ -142,7 +142,7 @@ def _masks_suffix_frames(root: Path) -> list[AnnotatedFrame]:
 def _npy_frames(root: Path) -> list[AnnotatedFrame]:
     images = _images_in(root / "images")
     frames = []
-    for cells in sorted((root / "masks").glob("*_mask_cells.npy")):
+    for cells in sorted(p for p in (root / "masks").glob("*_mask_cells.npy") if not p.name.startswith(".")):
         prefix = cells.name.removesuffix("_mask_cells.npy")
         edges = cells.with_name(f"{prefix}_mask_edges.npy")
         image = next((p for p in images if _same_id(p.stem, prefix)), None)

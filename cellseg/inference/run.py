@@ -144,7 +144,7 @@ class PredictionRun:
                 "overwrite=true to redo it, or choose another output=DIR"
             )
         self.earlier_scores = earlier_scored_names(self.out_dir) if self.options.overwrite else set()
-        self.started = time.time()  # outputs older than this are an earlier run's
+        self.outputs_of_run: set[Path] = set()  # every input's planned outputs (run() fills it)
         return self.out_dir / RUN_FILES[0]
 
     def check_same_run(self, sources: list[Source]) -> None:
@@ -184,6 +184,7 @@ class PredictionRun:
         succeeds, nothing is written: the error is raised (one source) or summed up."""
         measurements = self.prepare()
         self.check_same_run(sources)
+        self.outputs_of_run = {path for source in sources if not source.error for path in self.planned(source)}
         self.table = CsvStream(measurements, TABLE_COLUMNS)
         errors = []
         try:
@@ -234,18 +235,17 @@ class PredictionRun:
         return [*paths, out / f"{stem}_labels.tif"]
 
     def remove_stale_outputs(self, source: Source, planned: list[Path]) -> None:
-        """``overwrite=true``: what an earlier run wrote for this source and this run did not
+        """``overwrite=true``: what an earlier run wrote for this source and this run does not
         write again (overlays of other frames, a probability, ROI or tracks file it no longer
-        saves) described the replaced labels; remove it. Only files older than this run go:
-        another source of this run may own a look-alike name (``pos_t001_overlay.png``)."""
+        saves) described the replaced labels; remove it. What another input of this run
+        writes stays: it may own a look-alike name (``pos_t001_overlay.png``)."""
         stem = source.name
         overlay = re.compile(rf"{re.escape(stem)}(_t\d{{3,}})?_overlay\.png")
         candidates = [p for p in self.out_dir.iterdir() if overlay.fullmatch(p.name)]
         candidates += [self.out_dir / f"{stem}_prob.tif", self.out_dir / f"{stem}_rois.zip"]
         candidates += TrackOutputs.paths(self.out_dir, stem)
-        for path in set(candidates) - set(planned):
-            if path.exists() and path.stat().st_mtime < self.started - 2:  # FAT keeps 2 s steps
-                remove(path)
+        for path in set(candidates) - set(planned) - self.outputs_of_run:
+            remove(path)
 
     def overlay_path(self, source: Source, index: int) -> Path:
         return self.out_dir / overlay_name(source.name, source.n_frames, index)

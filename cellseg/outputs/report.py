@@ -67,7 +67,7 @@ def write_report(path: Path, build: Callable[[], str]) -> Path | None:
     """Build and write ``path`` by rename; on any failure warn, remove a stale report, return None."""
     try:
         page = build()
-        write_with(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+        write_with(path, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="replace"))  # undecodable names
     except Exception as err:  # the run's results stand without their report
         log.warning("%s not written (%s: %s); the run's other outputs are complete", path, type(err).__name__, err)
         log.debug("report failure", exc_info=True)
