@@ -199,3 +199,11 @@ def test_training_report_has_curves_roc_and_validation_overlays(synthetic_overri
     assert "train/loss is not drawn" not in text  # logger=csv: the loss curve is there
     best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     assert f"threshold stored in best.ckpt ({float(best['threshold']):.3f}" in text
+
+
+def test_a_file_name_that_is_not_utf8_still_gives_a_report(tmp_path):
+    """Names from an old Latin-1 share reach the page as surrogates, which UTF-8 cannot write."""
+    from cellseg.outputs.report import write_report
+
+    path = write_report(tmp_path / "report.html", lambda: "<p>caf\udce9.tif</p>")
+    assert path is not None and "caf\ufffd.tif" in path.read_text(encoding="utf-8")
