@@ -78,9 +78,9 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     frame's smoothed distance is below 1. Most objects have one peak and skip the grey
     reconstruction and the flooding (:func:`object_h_maxima`, :func:`split_object`). An
     object whose smoothed distance never reaches ``h`` (under about ``2 h`` px across) gets
-    no marker and is dropped: on the demo frames these are faint background blobs (mean
-    cell probability 0.65), 4 false cells when kept; cells that small need the threshold
-    method or a lower ``h``."""
+    no marker and is dropped: on the demo frames these were faint background blobs (mean
+    cell probability 0.65), 4 false cells when kept (one seed; those frames chose this, so
+    it is a validation figure); cells that small need the threshold method or a lower ``h``."""
     interior = fill_holes(prob[0] > threshold)
     bridged = interior | (close_disk(interior, bridge) & (prob[1] < 0.5))
     objects, _ = ndi.label(bridged, structure=EIGHT)

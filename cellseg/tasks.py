@@ -65,8 +65,10 @@ def build_module(cfg: DictConfig, smallest_cell: int | None = None) -> CellSegMo
     )
 
 
-def _check_launch(cfg: DictConfig) -> None:
-    """Refuse set-ups that would silently go wrong."""
+def _check_launch(cfg: DictConfig) -> dict | None:
+    """Refuse set-ups that would silently go wrong. Returns what the resumed checkpoint
+    (``ckpt_path``) says of its learning-rate scale, for :func:`_check_resumed_processes`
+    once the number of processes is known (None when not resuming)."""
     check_training_options(cfg)
     hardware = cfg.hardware
     gpu = torch.cuda.is_available() or (hardware.accelerator == "gpu" and torch.backends.mps.is_available())
@@ -94,34 +96,37 @@ def _check_launch(cfg: DictConfig) -> None:
             f"{checkpoints}: holds checkpoints of an earlier run; choose another hydra.run.dir "
             f"or resume with ckpt_path={checkpoints / 'last.ckpt'}"
         )
-    if cfg.ckpt_path:  # read safely here first: refuse foreign or corrupt files with one line
-        saved = load_checkpoint(cfg.ckpt_path)["hyper_parameters"]["net"]
-        checked_spec(saved, NETS, "model", str(cfg.ckpt_path))
-        if saved["_target_"] != cfg.model._target_:
-            raise CellsegError(
-                f"{cfg.ckpt_path}: was trained with {saved['_target_']}, not {cfg.model._target_}; "
-                "resume with the same model= option"
-            )
-        model = _plain(cfg.model)
-        defaults = {k: p.default for k, p in inspect.signature(NETS[saved["_target_"]]).parameters.items()}
-        keys = (set(saved) | set(model)) - {"encoder_weights"}  # an option older checkpoints lack is its default
-        changed = sorted(k for k in keys if saved.get(k, defaults.get(k)) != model.get(k, defaults.get(k)))
-        if changed:  # the weights would not fit the network: a traceback inside Lightning
-            key = changed[0]
-            raise CellsegError(
-                f"{cfg.ckpt_path}: was trained with model.{key}={saved.get(key)!r}, not {model.get(key)!r}; "
-                "resume with the same model options"
-            )
+    if not cfg.ckpt_path:
+        return None
+    # read safely here first: refuse foreign or corrupt files with one line
+    resumed = load_checkpoint(cfg.ckpt_path)
+    saved = resumed["hyper_parameters"]["net"]
+    checked_spec(saved, NETS, "model", str(cfg.ckpt_path))
+    if saved["_target_"] != cfg.model._target_:
+        raise CellsegError(
+            f"{cfg.ckpt_path}: was trained with {saved['_target_']}, not {cfg.model._target_}; "
+            "resume with the same model= option"
+        )
+    model = _plain(cfg.model)
+    defaults = {k: p.default for k, p in inspect.signature(NETS[saved["_target_"]]).parameters.items()}
+    keys = (set(saved) | set(model)) - {"encoder_weights"}  # an option older checkpoints lack is its default
+    changed = sorted(k for k in keys if saved.get(k, defaults.get(k)) != model.get(k, defaults.get(k)))
+    if changed:  # the weights would not fit the network: a traceback inside Lightning
+        key = changed[0]
+        raise CellsegError(
+            f"{cfg.ckpt_path}: was trained with model.{key}={saved.get(key)!r}, not {model.get(key)!r}; "
+            "resume with the same model options"
+        )
+    return {"processes": resumed.get("processes"), "lr_scaling": resumed["hyper_parameters"].get("lr_scaling", "none")}
 
 
-def _check_resumed_processes(cfg: DictConfig, processes: int) -> None:
+def _check_resumed_processes(cfg: DictConfig, resumed: dict | None, processes: int) -> None:
     """Refuse to resume where the learning rate would have another scale (another number of
     processes under ``hardware.lr_scaling``): the optimizer and its schedule come back with the
-    rate scaled for the run that saved them."""
-    if not cfg.ckpt_path:
+    rate scaled for the run that saved them. ``resumed``: what :func:`_check_launch` read."""
+    if resumed is None:
         return
-    checkpoint = load_checkpoint(cfg.ckpt_path)
-    saved, rule = checkpoint.get("processes"), checkpoint["hyper_parameters"].get("lr_scaling", "none")
+    saved, rule = resumed["processes"], resumed["lr_scaling"]
     if saved is None or rule not in LR_SCALING:
         return  # saved before the number was recorded
     now = LR_SCALING[cfg.hardware.lr_scaling](processes)
@@ -190,7 +195,7 @@ def _write_result(cfg: DictConfig, history: ValidationHistory | None, test: dict
 
 def train(cfg: DictConfig) -> float | None:
     """Train, checkpoint and validate; return the best value of ``cfg.monitor.metric``."""
-    _check_launch(cfg)
+    resumed = _check_launch(cfg)
     init_weights = adopt_init_from(cfg)
     show_demo = demo.wanted(cfg)
     _name_sweep_job(cfg)
@@ -210,7 +215,7 @@ def train(cfg: DictConfig) -> float | None:
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     datamodule.check_share(trainer.world_size)  # here: in a spawned process it would be a traceback
-    _check_resumed_processes(cfg, trainer.world_size)
+    _check_resumed_processes(cfg, resumed, trainer.world_size)
     for logger in loggers:
         logger.log_hyperparams(_plain(cfg))
     # resuming restores weights, optimizer, LR schedule, global_step and the max_time Timer;

@@ -1,8 +1,8 @@
 """Read microscopy images and label images, keeping their dtype.
 
 TIFF (8/16-bit, LZW and other codecs through imagecodecs) goes through tifffile, PNG
-through imageio (palette PNGs through Pillow, as their indices), NPY through numpy. Every failure is a :class:`CellsegError` whose
-message names the file and says what to do.
+through imageio (palette PNGs through Pillow, as their indices), NPY through numpy. Every
+failure is a :class:`CellsegError` whose message names the file and says what to do.
 """
 
 from __future__ import annotations

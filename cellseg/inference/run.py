@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +34,7 @@ from cellseg.inference.inputs import BadFrame, Source
 from cellseg.inference.predictor import Predictor
 from cellseg.measure import COLUMNS, measure
 from cellseg.outputs.atomic import commit, remove, temp_name
-from cellseg.outputs.overlays import overlay_frames, overlay_name
+from cellseg.outputs.overlays import is_overlay_of, overlay_frames, overlay_name
 from cellseg.outputs.rois import RoiZip
 from cellseg.outputs.streams import CsvStream, FileQueue, TiffStream
 from cellseg.outputs.tracks import TrackOutputs
@@ -234,17 +233,16 @@ class PredictionRun:
             paths.append(out / f"{stem}_rois.zip")
         return [*paths, out / f"{stem}_labels.tif"]
 
-    def remove_stale_outputs(self, source: Source, planned: list[Path]) -> None:
+    def remove_stale_outputs(self, source: Source) -> None:
         """``overwrite=true``: what an earlier run wrote for this source and this run does not
         write again (overlays of other frames, a probability, ROI or tracks file it no longer
         saves) described the replaced labels; remove it. What another input of this run
         writes stays: it may own a look-alike name (``pos_t001_overlay.png``)."""
         stem = source.name
-        overlay = re.compile(rf"{re.escape(stem)}(_t\d{{3,}})?_overlay\.png")
-        candidates = [p for p in self.out_dir.iterdir() if overlay.fullmatch(p.name)]
+        candidates = [p for p in self.out_dir.iterdir() if is_overlay_of(stem, p.name)]
         candidates += [self.out_dir / f"{stem}_prob.tif", self.out_dir / f"{stem}_rois.zip"]
         candidates += TrackOutputs.paths(self.out_dir, stem)
-        for path in set(candidates) - set(planned) - self.outputs_of_run:
+        for path in set(candidates) - self.outputs_of_run:  # this source's planned outputs among them
             remove(path)
 
     def overlay_path(self, source: Source, index: int) -> Path:
@@ -276,7 +274,7 @@ class PredictionRun:
             self.segment_frames(source, writer, progress, frame_task)
             writer.commit()
             if self.options.overwrite:
-                self.remove_stale_outputs(source, planned)
+                self.remove_stale_outputs(source)
         except BaseException:
             writer.discard()
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def overlay_frames(n_frames: int, every: int) -> set[int]:
     """Frames of a source that get an overlay PNG."""
@@ -11,3 +13,8 @@ def overlay_frames(n_frames: int, every: int) -> set[int]:
 def overlay_name(stem: str, n_frames: int, index: int) -> str:
     """The overlay PNG of frame ``index`` of a source of ``n_frames``."""
     return f"{stem}_overlay.png" if n_frames == 1 else f"{stem}_t{index:03d}_overlay.png"
+
+
+def is_overlay_of(stem: str, name: str) -> bool:
+    """Whether file ``name`` is an overlay :func:`overlay_name` gives ``stem``, of any frame."""
+    return re.fullmatch(rf"{re.escape(stem)}(_t\d{{3,}})?_overlay\.png", name) is not None
