@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import cv2
 import imageio.v3 as iio
@@ -19,7 +20,7 @@ from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.targets import edge_band, make_targets
-from cellseg.data.transforms import build_augment, dim_like_bleaching, window
+from cellseg.data.transforms import build_augment, dim_like_bleaching, jitter_intensity, window
 from cellseg.errors import CellsegError
 
 from .conftest import shared
@@ -127,7 +128,7 @@ def test_augmentation_moves_targets_with_the_image():
     labels = np.zeros((182, 182), np.int32)
     labels[40:120, 60:100] = 1
     image = (labels > 0).astype(np.float32)
-    augment = build_augment(128, intensity=False, seed=3)
+    augment = build_augment(128, seed=3)
     for _ in range(5):
         out = augment(image=image, masks=[image.copy()])
         assert np.mean((out["image"] > 0.5) == (out["masks"][0] > 0.5)) > 0.99
@@ -135,7 +136,7 @@ def test_augmentation_moves_targets_with_the_image():
 
 def test_flips_are_drawn_independently():
     image = np.arange(16, dtype=np.float32).reshape(4, 4)
-    augment = build_augment(4, rotate90=False, rotate=False, intensity=False, seed=0)
+    augment = build_augment(4, rotate90=False, rotate=False, seed=0)
     outcomes = [augment(image=image)["image"] for _ in range(40)]
     assert any(np.array_equal(out, image[:, ::-1]) for out in outcomes)  # horizontal flip alone
     assert any(np.array_equal(out, image[::-1]) for out in outcomes)  # vertical flip alone
@@ -151,6 +152,27 @@ def test_dimming_lowers_nuclei_unevenly_and_adds_noise_but_keeps_background():
     assert max(np.ptp(cv2.blur(d[:, 64:], (15, 15))) for d in dimmed) > 0.1  # unevenly
     assert abs(np.stack([d[:, :64] for d in dimmed]).mean()) < 0.01  # background stays at 0
     assert max(d[:, :64].std() for d in dimmed) > 0.02  # with noise
+
+
+def test_intensity_jitter_changes_exposure_noise_and_blur_without_clipping():
+    image = np.linspace(-0.3, 1.6, 64 * 64, dtype=np.float32).reshape(64, 64)
+    rng = np.random.default_rng(0)
+    jittered = [jitter_intensity(image, rng) for _ in range(40)]
+    assert min(j.min() for j in jittered) < -0.2 and max(j.max() for j in jittered) > 1.5  # the range stays open
+    assert all(j.dtype == np.float32 and j.shape == image.shape for j in jittered)
+    assert sum(not np.allclose(j, image) for j in jittered) >= 30  # most crops change
+    roughness = [np.abs(np.diff(j - image, axis=1)).mean() for j in jittered]
+    assert max(roughness) > 0.01  # some carry noise
+
+
+def test_training_crops_keep_values_outside_the_normalized_range(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64)
+    datamodule.setup("fit")
+    frames = [replace(f, image=f.image * 3.0 - 0.5) for f in datamodule.train_frames]  # about -0.5 to 2.5
+    dataset = CropDataset(frames, 64, 16, {"rotate": False}, seed=2)
+    images = [dataset[k]["image"] for k in range(16)]
+    assert sum(bool((i < -0.1).any()) for i in images) >= 12  # background below 0 is not flattened to 0
+    assert sum(bool((i > 1.1).any()) for i in images) >= 8  # nor bright nuclei capped at 1
 
 
 def test_dim_share_of_training_crops_follows_the_option(synthetic_root):

@@ -19,7 +19,14 @@ from cellseg.data.layouts import find_frames
 from cellseg.data.normalize import percentile_normalize
 from cellseg.data.synthetic import generate
 from cellseg.data.targets import make_targets
-from cellseg.data.transforms import build_augment, dim_like_bleaching, seed_augment, window, window_size
+from cellseg.data.transforms import (
+    build_augment,
+    dim_like_bleaching,
+    jitter_intensity,
+    seed_augment,
+    window,
+    window_size,
+)
 from cellseg.errors import CellsegError
 from cellseg.utils.numbers import number_problem
 
@@ -86,12 +93,9 @@ class CropDataset(Dataset):
         self.seam = int(augment.get("seam", 4))
         self.rotate = bool(augment.get("rotate", True))
         self.dim = float(augment.get("dim", 0.0))
+        self.intensity = bool(augment.get("intensity", True))
         self.transform = build_augment(
-            crop_size,
-            flip=augment.get("flip", True),
-            rotate90=augment.get("rotate90", True),
-            rotate=self.rotate,
-            intensity=augment.get("intensity", True),
+            crop_size, flip=augment.get("flip", True), rotate90=augment.get("rotate90", True), rotate=self.rotate
         )
         area = np.array([f.image.size for f in frames], np.float64)
         self.frame_p = area / area.sum()
@@ -109,6 +113,8 @@ class CropDataset(Dataset):
         out = self.transform(image=image, masks=[interior, edge, border, valid])
         interior, edge, border, valid = out["masks"]
         image = out["image"]
+        if self.intensity:
+            image = jitter_intensity(image, rng)
         if self.dim > 0 and rng.random() < self.dim:
             image = dim_like_bleaching(image, rng)
         return {
