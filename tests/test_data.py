@@ -310,6 +310,42 @@ def test_masks_suffix_layout_pairs_name_with_name_masks(tmp_path):
         find_frames(flat)
 
 
+def test_a_mask_stack_beside_a_movie_stack_gives_its_corrected_frames(tmp_path):
+    rng = np.random.default_rng(1)
+    pairs = [synthetic_frame(rng, 96, n_nuclei=4) for _ in range(4)]
+    movie = np.stack([image for image, _ in pairs]).astype(np.uint16)
+    masks = np.stack([labels for _, labels in pairs]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "mov.tif", movie, photometric="minisblack")  # 4 frames, not RGBA
+    tifffile.imwrite(
+        tmp_path / "mov_masks.tif", masks, photometric="minisblack", metadata={"corrected_frames": [3, 1]}
+    )  # as napari saves
+    frames = find_frames(tmp_path)
+    assert [(f.name, f.page) for f in frames] == [("mov_t001", 1), ("mov_t003", 3)]
+    image, labels = frames[1].load()
+    assert np.array_equal(image, movie[3]) and np.array_equal(labels, masks[3])
+    tifffile.imwrite(
+        tmp_path / "mov_masks.tif", masks, photometric="minisblack"
+    )  # a whole annotated stack from another tool
+    assert [f.name for f in find_frames(tmp_path)] == ["mov_t000", "mov_t001", "mov_t002", "mov_t003"]
+    datamodule = CellDataModule(str(tmp_path), crop_size=64, val_frames=["mov_t003"], test_gap=0)
+    datamodule.setup()
+    assert [f.name for f in datamodule.train_frames] == ["mov_t000", "mov_t001", "mov_t002"]
+    tifffile.imwrite(tmp_path / "mov_masks.tif", masks, photometric="minisblack", metadata={"corrected_frames": [7]})
+    with pytest.raises(CellsegError, match=r"mov_masks.tif: corrected_frames \[7\] are not frames of its 4"):
+        find_frames(tmp_path)
+    tifffile.imwrite(tmp_path / "mov.tif", movie, imagej=True, metadata={"axes": "ZYX"})  # planes, not time
+    tifffile.imwrite(tmp_path / "mov_masks.tif", masks, photometric="minisblack")
+    with pytest.raises(CellsegError, match=r"mov.tif: Z-stack"):
+        find_frames(tmp_path)
+    tifffile.imwrite(tmp_path / "mov.tif", movie[0])  # one frame beside a mask stack
+    with pytest.raises(CellsegError, match=r"mov_masks.tif: a mask stack of 4 frames beside mov.tif of axes YX"):
+        find_frames(tmp_path)
+    tifffile.imwrite(tmp_path / "mov_masks.tif", np.repeat(masks[0][..., None], 3, axis=2).astype(np.uint8))
+    (frame,) = find_frames(tmp_path)  # a colour mask is no stack: refused as colour when read
+    with pytest.raises(CellsegError, match=r"mov_masks.tif: colour image"):
+        frame.load()
+
+
 def test_ctc_layout(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "01").mkdir()
@@ -411,6 +447,21 @@ def test_error_empty_image(tmp_path):
     (root / "images" / "f0.tif").unlink()
     message = setup_error(root, crop_size=64)
     assert "f0.npy" in message and "empty" in message
+
+
+def test_a_mask_without_cells_trains_as_background_unless_a_split_has_none(tmp_path, caplog):
+    root = write_instance_folder(tmp_path / "d")
+    tifffile.imwrite(root / "masks" / "f1.tif", np.zeros((256, 256), np.uint16))  # every detection was false
+    datamodule = CellDataModule(str(root), crop_size=64, val_frames=["f2"])
+    datamodule.setup()
+    assert [f.name for f in datamodule.train_frames] == ["f0", "f1"] and "f1.tif: mask has no cells" in caplog.text
+    assert datamodule.smallest_cell is not None
+    message = setup_error(root, crop_size=64, val_frames=["f1"])
+    assert "validate on (f1) have no annotated cell" in message
+    assert "test on (f1) have no annotated cell" in setup_error(root, crop_size=64, test_frames=["f1"], test_gap=0)
+    for name in ("f0", "f2"):
+        tifffile.imwrite(root / "masks" / f"{name}.tif", np.zeros((256, 256), np.uint16))
+    assert "train on (f0, f2) have no annotated cell" in setup_error(root, crop_size=64, val_frames=["f1"])
 
 
 def test_error_wrong_dtype(tmp_path):

@@ -22,6 +22,7 @@ import pytest
 import tifffile
 
 from cellseg import review
+from cellseg.data.layouts import find_frames
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.synthetic_movie import generate_movie
 from cellseg.errors import CellsegError
@@ -285,12 +286,72 @@ def test_save_corrections_writes_masks_beside_the_image_and_keeps_existing_ones(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.tif", "cells_masks.tif", "cellseg_out"]
     labels.data = labels.data.astype(np.uint32)
     labels.data[20:30, 20:30] = 70_000  # more than uint16 holds
+    save_corrections(labels)  # the layer's own file: saving again goes on from it
+    again = tifffile.imread(written)
+    assert again.dtype == np.uint32 and np.array_equal(again, labels.data)
+    tifffile.imwrite(written, saved)  # somebody else changed it since
+    labels.data[40:45, 40:45] = 0
     with pytest.raises(MasksExist, match="exists already"):
         save_corrections(labels)
     assert np.array_equal(tifffile.imread(written), saved)  # untouched
     save_corrections(labels, overwrite=True)
-    again = tifffile.imread(written)
-    assert again.dtype == np.uint32 and np.array_equal(again, labels.data)
+    assert np.array_equal(tifffile.imread(written), labels.data)
+
+
+def test_reopening_shows_the_saved_corrections_and_saves_on_from_them(single, movie, tmp_path):
+    shutil.copy(single.image, tmp_path / "cells.tif")
+    out = copy_output(single.out, tmp_path / "cellseg_out")
+    labels = layers_of(out)[2]
+    predicted = labels.data.copy()
+    labels.data[5:15, 5:15] = labels.data.max() + 1
+    (written,) = save_corrections(labels)
+    reopened = layers_of(out)[2]
+    assert reopened.name == "cells labels (saved corrections)"
+    assert np.array_equal(reopened.data, tifffile.imread(written)) and not np.array_equal(reopened.data, predicted)
+    reopened.data[5:15, 5:15] = 0  # a second session's correction, saved without "replace"
+    save_corrections(reopened)
+    assert np.array_equal(tifffile.imread(written), reopened.data)
+    tifffile.imwrite(written, np.zeros((3, 3), np.uint16))  # a mask that no longer fits is not shown
+    with pytest.warns(UserWarning, match="saved corrections .* not shown"):
+        labels = layers_of(out)[2]
+    assert labels.name == "cells labels" and np.array_equal(labels.data, predicted)
+    with pytest.raises(MasksExist):  # nor replaced unasked
+        save_corrections(labels)
+    # a movie folder: the frames saved before come back, the others stay the prediction
+    folder = tmp_path / "01"
+    folder.mkdir()
+    for frame in movie.folder.glob("t*.tif"):
+        shutil.copy(frame, folder / frame.name)
+    out = copy_output(movie.out, folder / "cellseg_out")
+    predicted = tifffile.imread(out / "01_labels.tif")
+    corrected = predicted[4].copy()
+    corrected[corrected == corrected.max()] = 0
+    tifffile.imwrite(folder / "t004_masks.tif", corrected)
+    shown = layers_of(out)[2].data
+    assert np.array_equal(shown[4], corrected) and np.array_equal(np.delete(shown, 4, 0), np.delete(predicted, 4, 0))
+
+
+def test_corrections_of_a_stack_file_train_on_the_corrected_frames(trained_ckpt, movie, tmp_path):
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, movie.frames, photometric="minisblack")
+    predict_run(trained_ckpt, stack, "track=false")
+    labels = layers_of(tmp_path / "cellseg_out")[2]
+    assert labels.data.shape == movie.frames.shape
+    labels.data[1, 10:20, 10:20] = 55
+    labels.data[4, 30:40, 30:40] = 99
+    (written,) = save_corrections(labels)
+    assert written == tmp_path / "stack_masks.tif"
+    with tifffile.TiffFile(written) as tif:
+        assert tif.shaped_metadata[0]["corrected_frames"] == [1, 4] and np.array_equal(tif.asarray(), labels.data)
+    frames = find_frames(tmp_path)  # what +experiment=finetune data.root=... trains on
+    assert [f.name for f in frames] == ["stack_t001", "stack_t004"]
+    image, mask = frames[1].load()
+    assert np.array_equal(image, movie.frames[4]) and np.array_equal(mask, labels.data[4])
+    reopened = layers_of(tmp_path / "cellseg_out")[2]
+    assert np.array_equal(reopened.data, labels.data)
+    reopened.data[2, 50:60, 50:60] = 77
+    save_corrections(reopened)
+    assert [f.name for f in find_frames(tmp_path)] == ["stack_t001", "stack_t002", "stack_t004"]
 
 
 @pytest.mark.filterwarnings("error:Private attribute access")
@@ -309,12 +370,16 @@ def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, 
     assert sorted(p.name for p in folder.glob("*_masks.tif")) == ["t002_masks.tif"]  # only the corrected frame
     assert np.array_equal(tifffile.imread(folder / "t002_masks.tif"), labels.data[2])
     labels.data[2, 10:20, 10:20] = 998
+    widget.save_button.click()  # its own file: saved again
+    assert tifffile.imread(folder / "t002_masks.tif")[15, 15] == 998
+    tifffile.imwrite(folder / "t002_masks.tif", labels.data[2] * 0)  # changed by somebody else since
+    labels.data[2, 10:20, 10:20] = 997
     widget.save_button.click()
     assert "exists already" in widget.status.text()
-    assert tifffile.imread(folder / "t002_masks.tif")[15, 15] == 999
+    assert tifffile.imread(folder / "t002_masks.tif")[15, 15] == 0
     widget.overwrite.setChecked(True)
     widget.save_button.click()
-    assert tifffile.imread(folder / "t002_masks.tif")[15, 15] == 998
+    assert tifffile.imread(folder / "t002_masks.tif")[15, 15] == 997
     viewer.open(str(single.out), plugin="cellseg")  # another image: "replace" is asked again
     assert widget.layer is not labels and not widget.overwrite.isChecked()
     # napari's File > Save with the cellseg writer: the whole layer, as uint16

@@ -332,8 +332,8 @@ class CellDataModule(L.LightningDataModule):
                     f"{item.image_path}: image {image.shape[0]}x{image.shape[1]} is smaller than "
                     f"data.crop_size={self.crop_size}; lower data.crop_size"
                 )
-            if labels.max() == 0:
-                raise CellsegError(f"{item.mask_path}: mask has no cells; annotate it or remove it")
+            if labels.max() == 0:  # a corrected frame whose every detection was false
+                log.warning("%s: mask has no cells; the frame trains as background only", item.mask_path)
             image = percentile_normalize(image, self.norm["low"], self.norm["high"], str(item.image_path))
             targets = make_targets(labels, self.edge_width, self.border_sigma)
             frames.append(Frame(item.name, image, labels, targets))
@@ -346,6 +346,13 @@ class CellDataModule(L.LightningDataModule):
                 "lower one of them"
             )
         self.train_frames, self.val_frames_data = self._split(frames)
+        splits = (("train on", self.train_frames), ("validate on", self.val_frames_data), ("test on", self.test_frames_data))
+        for role, chosen in splits:
+            if chosen and not any(f.labels.any() for f in chosen):  # no test split is fine; an empty one is not
+                raise CellsegError(
+                    f"{self.root}: the frames to {role} ({', '.join(f.name for f in chosen)}) have no "
+                    "annotated cell; annotate cells there or choose other frames"
+                )
         self.smallest_cell = _smallest_whole_cell([f.labels for f in self.train_frames])
         log.info(
             "Data %s: training on %s, validating on %s, testing on %s",

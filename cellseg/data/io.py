@@ -94,9 +94,45 @@ def as_2d(image: np.ndarray, path: str | Path) -> np.ndarray:
     )
 
 
-def read_labels(path: str | Path) -> np.ndarray:
-    """Read an instance-label image (0 = background, 1..N = cells) as int32."""
-    labels = as_2d(read_image(path), path)
+def stack_page(array: np.ndarray, page: int, path: str | Path) -> np.ndarray:
+    """Frame ``page`` of a (T, Y, X) stack as read from ``path``."""
+    stack = np.squeeze(array)
+    if stack.ndim != 3 or not 0 <= page < len(stack):
+        raise CellsegError(
+            f"{path}: expected a stack of more than {page} frames (T, Y, X) to pair with its mask stack, "
+            f"got shape {array.shape}; pair each stack with a mask stack of its own frames"
+        )
+    return stack[page]
+
+
+def annotated_pages(path: Path) -> tuple[int, list[int]] | None:
+    """``(frames, annotated frames)`` of a mask stack: every page, or the ``corrected_frames``
+    that cellseg's napari plugin records in the stack's description; None for a 2-D mask."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            pages = len(tif.series) if is_page_per_frame(tif) else None
+            kept = [(n, a) for n, a in zip(series.shape, series.axes) if n > 1]
+            if pages is None and len(kept) == 3 and kept[-1][0] > 4 and "S" not in series.axes:
+                pages = kept[0][0]  # (T, Y, X); colour (Y, X, 3) and RGB-saved (3, Y, X) stay as_2d's to refuse
+            described = (tif.shaped_metadata or [{}])[0] if tif.is_shaped else {}
+    except Exception as err:  # corrupt files raise many different types
+        raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
+    if pages is None:
+        return None
+    chosen = described.get("corrected_frames", list(range(pages)))
+    if not isinstance(chosen, list) or not all(isinstance(t, int) and 0 <= t < pages for t in chosen):
+        raise CellsegError(f"{path}: corrected_frames {chosen!r} are not frames of its {pages}; save the masks again")
+    return pages, sorted(set(chosen))
+
+
+def read_labels(path: str | Path, page: int | None = None) -> np.ndarray:
+    """Read an instance-label image (0 = background, 1..N = cells) as int32; ``page``: that
+    frame of a mask stack."""
+    labels = read_image(path)
+    labels = as_2d(labels if page is None else stack_page(labels, page, path), path)
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.equal(np.mod(labels, 1), 0)):
             raise CellsegError(

@@ -7,6 +7,9 @@
 4. ``masks_suffix``: ``NAME.ext`` + ``NAME_masks.ext`` side by side in one folder, as Cellpose
    saves them and as cellseg's napari plugin saves corrections.
 
+A (T, Y, X) mask stack beside a stack of T frames gives one frame per annotated page
+(``NAME_t002``): every page, or those the napari plugin recorded as corrected.
+
 Every layout ends as :class:`AnnotatedFrame` objects that load an image and its instance
 labels, so training, validation and evaluation share one code path.
 """
@@ -14,14 +17,14 @@ labels, so training, validation and evaluation share one code path.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
 
-from cellseg.data.io import as_2d, is_image_file, read_image, read_labels
+from cellseg.data.io import annotated_pages, as_2d, is_image_file, read_image, read_labels, stack_page
 from cellseg.errors import CellsegError
 
 LAYOUTS = ("auto", "instance", "npy_masks", "ctc", "masks_suffix")
@@ -37,12 +40,14 @@ class AnnotatedFrame:
     image_path: Path
     mask_path: Path
     edges_path: Path | None = None  # npy_masks layout only
+    page: int | None = None  # a frame of a (T, Y, X) image stack and its mask stack
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(image, labels)``: the raw 2-D image and int32 instance labels."""
-        image = as_2d(read_image(self.image_path), self.image_path)
+        image = read_image(self.image_path)
+        image = as_2d(image if self.page is None else stack_page(image, self.page, self.image_path), self.image_path)
         if self.edges_path is None:
-            labels = read_labels(self.mask_path)
+            labels = read_labels(self.mask_path, self.page)
         else:
             labels = labels_from_binary_masks(
                 as_2d(read_image(self.mask_path), self.mask_path),
@@ -96,7 +101,7 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
         "ctc": _ctc_frames,
         "masks_suffix": _masks_suffix_frames,
     }[layout]
-    frames = sorted(finder(root), key=lambda f: f.name)
+    frames = sorted((page for frame in finder(root) for page in stack_pages(frame)), key=lambda f: f.name)
     for first, second in zip(frames, frames[1:]):
         if first.name == second.name:  # a.tif beside a.png, or a_masks.tif beside a_masks.png
             raise CellsegError(
@@ -109,6 +114,24 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
             "masks must share their image's name"
         )
     return frames
+
+
+def stack_pages(frame: AnnotatedFrame) -> list[AnnotatedFrame]:
+    """A mask stack beside an image stack as one frame per annotated page, named
+    ``NAME_tNNN`` (so ``data.test_gap`` sees their time); a 2-D mask as itself."""
+    stack = annotated_pages(frame.mask_path) if frame.edges_path is None else None
+    if stack is None:
+        return [frame]
+    from cellseg.inference.inputs import decide_axes, header  # inputs imports this module
+
+    axes, _ = decide_axes(*header(frame.image_path), frame.image_path, None)  # refuses Z-stacks and channels
+    if axes != "TYX":
+        raise CellsegError(
+            f"{frame.mask_path}: a mask stack of {stack[0]} frames beside {frame.image_path.name} of axes {axes}; "
+            "pair a (T, Y, X) movie with its mask stack, or a 2-D image with a 2-D mask"
+        )
+    digits = max(3, len(str(stack[0] - 1)))
+    return [replace(frame, name=f"{frame.name}_t{t:0{digits}d}", page=t) for t in stack[1]]
 
 
 def _images_in(folder: Path) -> list[Path]:

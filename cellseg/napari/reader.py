@@ -2,7 +2,10 @@
 
 For every source of the run: the raw image (read the way prediction read it, channel
 included), the cell probability (hidden image layer), the labels with the measurements as
-layer ``features``, and for tracked movies a tracks layer with its division graph.
+layer ``features``, and for tracked movies a tracks layer with its division graph. Where
+corrections were saved beside the image (``<stem>_masks.tif``, per frame for a movie
+folder), the labels show them in place of the prediction, so a second session goes on from
+the first; the features still describe the prediction.
 
 The images behind the outputs are found through ``run.json`` (``sources[].paths``); an
 older folder without it is matched to ``<stem>.tif/.tiff/.png/.npy`` in the folder above
@@ -29,6 +32,7 @@ import tifffile
 
 from cellseg.errors import CellsegError
 from cellseg.inference.inputs import BadFrame, Source, decide_axes, find_inputs, header, is_movie_folder
+from cellseg.napari.writer import mask_path
 from cellseg.outputs.streams import read_measurements
 
 LayerData = tuple[Any, dict, str]
@@ -115,6 +119,38 @@ def read_frames(stem: str, paths: list[Path], shape: tuple[int, ...], channel: i
     return stack
 
 
+def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """``labels`` with the corrections saved beside the image(s) in place of the prediction,
+    and the mask files used, each with its ``[mtime_ns, size]`` when read (saving may replace
+    those files again, but not one changed since). A mask that does not fit is left out with a
+    warning."""
+    targets = {mask_path(paths[0]): slice(None)} if len(paths) == 1 else {mask_path(p): t for t, p in enumerate(paths)}
+    if len(paths) > 1 and (labels.ndim != 3 or len(labels) != len(paths)):
+        return labels, {}
+    shown, used = labels, {}
+    for path, where in targets.items():
+        if not path.is_file():
+            continue
+        stat = path.stat()
+        try:
+            mask = np.squeeze(tifffile.imread(path))
+        except (OSError, ValueError, tifffile.TiffFileError) as err:
+            warnings.warn(f"{stem}: saved corrections {path} not shown: {err}", stacklevel=3)
+            continue
+        expected = labels[where].shape
+        if mask.shape != expected or mask.dtype.kind not in "ui":
+            warnings.warn(
+                f"{stem}: saved corrections {path} not shown: {mask.dtype} of shape {mask.shape}, labels {expected}",
+                stacklevel=3,
+            )
+            continue
+        if shown is labels:
+            shown = labels.astype(np.result_type(labels.dtype, mask.dtype))
+        shown[where] = mask
+        used[str(path)] = [stat.st_mtime_ns, stat.st_size]
+    return shown, used
+
+
 def label_features(rows: pd.DataFrame, n_frames: int) -> pd.DataFrame:
     """One row per label value (column ``index``): the cells of an image, or the tracks of a movie."""
     if n_frames == 1:
@@ -178,8 +214,10 @@ def source_layers(folder: Path, stem: str, paths: list[Path], table: pd.DataFram
         "tracked": bool(n_frames > 1 and not rows.empty and rows["track_id"].notna().all()),
         "measurements": rows,
     }
-    kwargs = {"name": f"{stem} labels", "features": label_features(rows, n_frames), "metadata": {"cellseg": meta}}
-    layers.append((labels, kwargs, "labels"))
+    shown, meta["saved_masks"] = saved_masks(stem, paths, labels) if image is not None else (labels, {})
+    name = f"{stem} labels" + (" (saved corrections)" if meta["saved_masks"] else "")
+    kwargs = {"name": name, "features": label_features(rows, n_frames), "metadata": {"cellseg": meta}}
+    layers.append((shown, kwargs, "labels"))
     tracks = tracks_layer(folder, stem) if n_frames > 1 else None
     return [*layers, tracks] if tracks is not None else layers
 
