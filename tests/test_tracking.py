@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 import tifffile
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from scipy.optimize import linear_sum_assignment
 
+from cellseg.bench.movie import packed_frames
 from cellseg.data.synthetic_movie import generate_movie
 from cellseg.errors import CellsegError
 from cellseg.tracking.ctc import check_ground_truth, frame_digits, score_ctc, validate_res, write_ctc_folder
@@ -21,7 +24,7 @@ from cellseg.tracking.tables import (
     napari_tracks,
     tracks_table,
 )
-from cellseg.tracking.tracker import NoTracker, OverlapTracker, Track
+from cellseg.tracking.tracker import NoTracker, OverlapTracker, Track, assign_pairs
 
 from .conftest import CONF, shared
 
@@ -375,3 +378,33 @@ def test_movie_writer_names_masks_of_a_long_movie_so_they_sort_in_time(tmp_path)
     res = tmp_path / "movie_RES"
     assert sorted(p.name for p in res.glob("mask*.tif"))[:2] == ["mask0000.tif", "mask0001.tif"]
     assert validate_res(res)
+
+
+def test_sparse_assignment_finds_what_a_dense_one_with_the_other_pairs_forbidden_finds():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m = (int(v) for v in rng.integers(1, 14, size=2))
+        allowed = rng.random((n, m)) < rng.uniform(0.05, 0.6)
+        cost = rng.uniform(0, 2, size=(n, m))
+        rows, cols = np.nonzero(allowed)
+        pairs = assign_pairs(rows, cols, cost[rows, cols], (n, m))
+        dense_rows, dense_cols = linear_sum_assignment(np.where(allowed, cost, 1e9))
+        expected = [(r, c) for r, c in zip(dense_rows, dense_cols) if allowed[r, c]]
+        assert all(allowed[r, c] for r, c in pairs)
+        assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)  # one to one
+        assert len(pairs) == len(expected)  # as many links
+        assert sum(cost[r, c] for r, c in pairs) == pytest.approx(sum(cost[r, c] for r, c in expected))
+
+
+def test_a_packed_frame_is_tracked_without_a_cell_by_cell_matrix():
+    """4096 cells a frame: one dense (4096, 4096) float64 matrix alone would take 128 MB; the
+    per-pixel arrays of a 1024^2 frame take about 25."""
+    first, second = packed_frames(side=1024, pitch=16, n_frames=2)
+    tracker = OverlapTracker()
+    tracker.update(first)
+    tracemalloc.start()
+    out = tracker.update(second)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(out, second)  # every cell moved 2 px and kept its id
+    assert peak < 64 * 1024**2

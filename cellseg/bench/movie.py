@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,31 @@ def tracking_ms(n_cells: int | None = None, side: int = 1024, n_frames: int = 20
         tracker.update(frame)
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times[1:])
+
+
+def packed_frames(side: int, pitch: int, n_frames: int) -> list[np.ndarray]:
+    """Frames packed with a grid of (side / pitch)^2 round cells a few px apart, moving 2 px a
+    frame: a dense colony, or a whole-slide frame of bacteria."""
+    centre = np.arange(side) % pitch - pitch / 2
+    inside = centre[:, None] ** 2 + centre[None, :] ** 2 <= (pitch / 2 - 3) ** 2
+    cell = np.arange(side) // pitch
+    labels = np.where(inside, cell[:, None] * (side // pitch) + cell[None, :] + 1, 0).astype(np.uint32)
+    return [np.roll(labels, 2 * t, axis=(0, 1)) for t in range(n_frames)]
+
+
+def dense_tracking(side: int = 4096, pitch: int = 64) -> dict:
+    """One tracker update on :func:`packed_frames` ((side / pitch)^2 cells): milliseconds, and
+    the peak memory numpy allocated for it (MB, tracemalloc)."""
+    first, second = packed_frames(side, pitch, 2)
+    tracker = OverlapTracker()
+    tracker.update(first)
+    tracemalloc.start()
+    start = time.perf_counter()
+    tracker.update(second)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"cells": (side // pitch) ** 2, "side": side, "ms": 1000 * seconds, "peak_mb": peak / 2**20}
 
 
 def write_long_movie(path: Path, frames: np.ndarray, count: int) -> None:

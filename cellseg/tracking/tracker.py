@@ -2,8 +2,10 @@
 
 Frame t-1 -> t: every (track seen at t-1, object) pair gets a cost, ``1 - IoU`` where the
 IoU is above 0 and reaches ``min_overlap``, else ``1 + distance / max_distance`` (centroid distance alone,
-ranked after every overlap); pairs farther apart than ``max_distance`` are forbidden; one
-global one-to-one assignment (``scipy.optimize.linear_sum_assignment``). Then, in order:
+ranked after every overlap); pairs farther apart than ``max_distance`` are never linked; one
+global one-to-one assignment over the pairs within reach (k-d trees find them; scipy's
+sparse LAPJV assigns them, so memory follows the candidate pairs, not the product of the
+frames' cell counts). Then, in order:
 
 * division: a track seen at t-1 that did not continue as a cell of its own size, with two
   objects of about half its area (``DAUGHTER_AREA`` each, ``DAUGHTERS_AREA`` together)
@@ -25,12 +27,12 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+from scipy.spatial import cKDTree
 
 DAUGHTER_AREA = (0.25, 0.75)  # each daughter's area as a fraction of its mother's
 DAUGHTERS_AREA = (0.6, 1.4)  # both daughters' area together, as a fraction of their mother's
-FORBIDDEN = 1e9  # cost of a link that must not be made
 
 
 @dataclass
@@ -93,12 +95,48 @@ def _objects(labels: np.ndarray, intensity: np.ndarray | None) -> _Objects:
     return _Objects(pixels, index, area, centroid, mean)
 
 
-def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Globally optimal one-to-one (row, column) pairs, forbidden pairs left out."""
-    if cost.size == 0:
+def _near_pairs(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, distance)`` of every pair of points of ``a`` and ``b`` at most ``radius``
+    apart (k-d trees: the pairs, never the whole distance matrix)."""
+    if len(a) == 0 or len(b) == 0:
+        empty = np.zeros(0, np.intp)
+        return empty, empty, np.zeros(0)
+    pairs = cKDTree(a).sparse_distance_matrix(cKDTree(b), radius, output_type="ndarray")
+    return pairs["i"].astype(np.intp), pairs["j"].astype(np.intp), pairs["v"]
+
+
+def _counts(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of ``codes`` (each below ``size``), sorted, and how often each occurs:
+    by a bincount where ``size`` is small next to the codes (a few cells: faster), else by sorting."""
+    if size <= 4 * codes.size:
+        counts = np.bincount(codes, minlength=size)
+        present = np.flatnonzero(counts)
+        return present, counts[present]
+    return np.unique(codes, return_counts=True)
+
+
+def assign_pairs(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """The one-to-one (row, column) pairs among the candidates ``(rows[k], cols[k])`` that link
+    as many as possible, then at the least total ``cost`` (which lies in [0, 2]).
+
+    Solved on the candidates alone (scipy's sparse LAPJV), with every row and column free to
+    stay unlinked at a cost that outweighs any link: the same optimum as a dense assignment
+    with the other pairs forbidden, in memory that grows with the candidates, not with the
+    product of the frames' cell counts.
+    """
+    if rows.size == 0:
         return []
-    rows, cols = linear_sum_assignment(cost)
-    return [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if cost[r, c] < FORBIDDEN]
+    n, m = shape
+    # one more link must outweigh any change of the others' costs (at most 2 each), so a row or
+    # column left unlinked costs more than all of them; weights above 0 (csgraph drops zeros)
+    unlinked, real, dummy = 2.0 * min(n, m) + 3.0, cost + 1.0, np.ones(rows.size)
+    stay = np.full(n + m, unlinked)
+    block_rows = np.concatenate([rows, np.arange(n), n + np.arange(m), n + cols])
+    block_cols = np.concatenate([cols, m + np.arange(n), np.arange(m), m + rows])
+    weights = np.concatenate([real, stay[:n], stay[n:], dummy])
+    graph = coo_matrix((weights, (block_rows, block_cols)), shape=(n + m, m + n)).tocsr()
+    matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
+    return [(r, c) for r, c in zip(matched_rows.tolist(), matched_cols.tolist()) if r < n and c < m]
 
 
 # the numeric options of OverlapTracker, as postprocess.RANGES: (types, lowest, highest, lowest excluded);
@@ -174,17 +212,18 @@ class OverlapTracker:
         n_prev, n_cur = self._prev_ids.size, objects.area.size
         if n_prev == 0 or n_cur == 0:
             return []
-        prev = self._prev.ravel()[objects.pixels].astype(np.intp)
+        prev = self._prev.ravel()[objects.pixels].astype(np.int64)
         shared = prev > 0
-        joint = np.bincount((prev[shared] - 1) * n_cur + objects.index[shared], minlength=n_prev * n_cur)
-        inter = joint.reshape(n_prev, n_cur).astype(np.float64)
-        iou = inter / (self._prev_area[:, None] + objects.area[None, :] - inter)
-        distance = cdist(self._prev_centroid, objects.centroid)
+        pair_codes, inter = _counts((prev[shared] - 1) * n_cur + objects.index[shared], n_prev * n_cur)
+        rows, cols, distance = _near_pairs(self._prev_centroid, objects.centroid, self.max_distance)
+        codes = rows.astype(np.int64) * n_cur + cols
+        at = np.minimum(np.searchsorted(pair_codes, codes), max(pair_codes.size - 1, 0))
+        overlap = np.where(pair_codes[at] == codes, inter[at], 0) if pair_codes.size else np.zeros(codes.size)
+        iou = overlap / (self._prev_area[rows] + objects.area[cols] - overlap)
         # overlapping pairs rank by IoU, before any pair linked on centroid distance alone
         overlaps = (iou > 0) & (iou >= self.min_overlap)  # min_overlap=0: any overlap, never none
         cost = np.where(overlaps, 1.0 - iou, 1.0 + distance / self.max_distance)
-        cost[distance > self.max_distance] = FORBIDDEN
-        return _assign(cost)
+        return assign_pairs(rows, cols, cost, (n_prev, n_cur))
 
     def _divide(self, objects: _Objects, links: list[tuple[int, int]], ids: np.ndarray) -> None:
         """End mothers seen at t-1 whose two daughters are found now; daughters start tracks."""
@@ -192,20 +231,24 @@ class OverlapTracker:
             return
         match = dict(links)  # previous row -> object
         linked_to = {col: row for row, col in links}
-        distance = cdist(self._prev_centroid, objects.centroid)
-        ratio = objects.area[None, :] / self._prev_area[:, None]
-        daughter = (distance <= self.division_distance) & (ratio >= DAUGHTER_AREA[0]) & (ratio <= DAUGHTER_AREA[1])
+        rows, cols, distances = _near_pairs(self._prev_centroid, objects.centroid, self.division_distance)
+        ratios = objects.area[cols] / self._prev_area[rows]
+        sized = (ratios >= DAUGHTER_AREA[0]) & (ratios <= DAUGHTER_AREA[1])
+        daughters: dict[int, dict[int, tuple[float, float]]] = {}  # mother row -> {object: (distance, ratio)}
+        for row, col, distance, ratio in zip(rows[sized].tolist(), cols[sized].tolist(), distances[sized].tolist(),
+                                             ratios[sized].tolist()):  # fmt: skip
+            daughters.setdefault(row, {})[col] = (distance, ratio)
         candidates = []
-        for row in range(self._prev_ids.size):
-            if row in match and not daughter[row, match[row]]:
+        for row, near in sorted(daughters.items()):
+            if row in match and match[row] not in near:
                 continue  # the track continued as a cell of its own size
-            cols = [c for c in np.flatnonzero(daughter[row]).tolist() if linked_to.get(c, row) == row]
-            for a, b in itertools.combinations(cols, 2):
+            free = [c for c in sorted(near) if linked_to.get(c, row) == row]
+            for a, b in itertools.combinations(free, 2):
                 if row in match and match[row] not in (a, b):
                     continue  # a mother linked to one daughter cannot divide into two other cells
-                together = ratio[row, a] + ratio[row, b]
+                together = near[a][1] + near[b][1]
                 if DAUGHTERS_AREA[0] <= together <= DAUGHTERS_AREA[1]:
-                    score = abs(together - 1.0) + (distance[row, a] + distance[row, b]) / self.division_distance
+                    score = abs(together - 1.0) + (near[a][0] + near[b][0]) / self.division_distance
                     candidates.append((score, row, a, b))
         used: set[int] = set()
         for _, row, a, b in sorted(candidates):
@@ -224,9 +267,8 @@ class OverlapTracker:
             return
         lost_ids = np.array(sorted(lost), np.int64)
         last = np.array([self._tracks[t].last_centroid for t in lost_ids.tolist()], np.float64)
-        distance = cdist(last, objects.centroid[free])
-        cost = np.where(distance <= self.max_distance, distance, FORBIDDEN)
-        for row, col in _assign(cost):
+        rows, cols, distance = _near_pairs(last, objects.centroid[free], self.max_distance)
+        for row, col in assign_pairs(rows, cols, distance / self.max_distance, (lost_ids.size, free.size)):
             track = self._tracks[int(lost_ids[row])]
             label = self._new_id()  # the run after the gap is its own CTC track, child of the run before
             track.segments.append((label, self._frame, self._frame))
