@@ -92,6 +92,9 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     smooth, peaks = [], np.zeros(bridged.shape, bool)
     for box, own in zip(boxes, owns):
         wide = grown(box, 3, bridged.shape)  # the smoothing's radius of 4 px around the object
+        if distance[wide].max() < h * (1 - 1e-9):  # a weighted mean of these stays below h: no marker, dropped
+            smooth.append(None)  # (speckles of a barely trained network: thousands a frame)
+            continue
         inner = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, wide))
         local = np.where(own, ndi.gaussian_filter(distance[wide], 1.0, mode="nearest", truncate=4.0)[inner], 0.0)
         smooth.append(local)
@@ -99,7 +102,8 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     markers, _ = ndi.label(peaks)
     labels = np.zeros(bridged.shape, markers.dtype)
     for box, own, local in zip(boxes, owns, smooth):
-        labels[box][own] = split_object(local, own, np.where(own, markers[box], 0))[own]
+        if local is not None:
+            labels[box][own] = split_object(local, own, np.where(own, markers[box], 0))[own]
     return labels
 
 
@@ -107,7 +111,9 @@ def split_object(local: np.ndarray, own: np.ndarray, markers: np.ndarray) -> np.
     """``watershed(-local, markers, mask=own)`` (4-connected): an object with one marker that
     is one 4-connected piece is that marker's, without flooding it."""
     present = markers[markers > 0]
-    if present.size and (present == present[0]).all() and ndi.label(own)[1] == 1:
+    if present.size == 0:  # nothing floods it
+        return np.zeros_like(markers)
+    if (present == present[0]).all() and ndi.label(own)[1] == 1:
         return np.where(own, present[0], 0).astype(markers.dtype)
     return watershed(-local, markers, mask=own)
 

@@ -68,6 +68,19 @@ def test_watershed_object_by_object_equals_the_whole_frame(seed):
     assert np.array_equal(got, expected)
 
 
+def test_speckles_of_a_barely_trained_network_are_dropped_as_the_whole_frame_drops_them():
+    """Thousands of specks a frame, some beside cells: the objects that cannot reach ``h`` are
+    skipped unsmoothed; the result must not change."""
+    _, cells = synthetic_frame(np.random.default_rng(3), 512, touching=0.8)
+    rng = np.random.default_rng(4)
+    interior = ndi.gaussian_filter(ndi.binary_erosion(cells > 0, iterations=1).astype(float), 1.5)
+    specks = (rng.random((512, 512)) < 0.01) | ndi.binary_dilation(rng.random((512, 512)) < 0.002)  # 1 px and crosses
+    prob = np.clip(np.stack([np.maximum(interior, 0.9 * specks), np.zeros((512, 512))]), 0, 1)
+    expected = whole_frame_watershed(prob, 0.5, 2.0)
+    assert ndi.label(prob[0] > 0.5)[1] > 1000 and expected.max() > 10
+    assert np.array_equal(watershed_split(prob, 0.5, 2.0), expected)
+
+
 def test_cells_under_2h_across_are_kept_by_threshold_and_dropped_by_watershed():
     """A round cell of radius 4 and a rod 2 px wide: their smoothed distance never reaches the
     default h=2, so watershed gives them no marker (a shape prior that drops faint slivers; the
