@@ -115,14 +115,25 @@ def test_large_image_tiles_without_seams(trained_ckpt):
     prob_whole = whole.probabilities(image)
     labels_tiled, labels_whole = tiled.labels(prob_tiled), whole.labels(prob_whole)
     assert np.abs(prob_tiled - prob_whole).mean() < 0.02
-    # a cell crossing a tile border keeps one label: every cell of the untiled prediction
-    # that crosses a seam (the middle of an overlap) is one cell of the tiled prediction
-    crossing = 0
+    # stitching: along every seam (the middle of an overlap) the probabilities are the whole
+    # frame's, to the network's own sensitivity to context (which moves a few pixels anywhere
+    # by up to 0.3 here); a tile placed 1 px off gives a 99.9th percentile of 0.95 on its seam
+    band = np.zeros(image.shape, bool)
+    cut, crossing = [], 0
     for axis, length in ((1, 3000), (0, 2000)):
         for start in tile_starts(length, 512, 128)[1:]:
             seam = start + 64
-            assert cells_cut_by_seam(labels_tiled, labels_whole, seam, axis) == [], (axis, seam)
+            if axis:
+                band[:, seam - 3 : seam + 3] = True
+            else:
+                band[seam - 3 : seam + 3] = True
+            cut += cells_cut_by_seam(labels_tiled, labels_whole, seam, axis)
             crossing += len(crossing_cells(labels_whole, seam, axis))
+    seams = np.abs(prob_tiled - prob_whole).max(0)[band]
+    assert seams.mean() < 0.005 and np.percentile(seams, 99.9) < 0.15
+    # a cell crossing a seam keeps one label: the watershed may still split a lobed object in
+    # one map and not the other where the probabilities differ by 0.02, at a seam as anywhere
+    assert len(cut) <= 0.02 * crossing, cut
     assert crossing >= 20  # the check saw cells on the seams (an empty tiled prediction fails it)
     assert metrics.instance_metrics(labels_whole, labels_tiled)["ap50"] > 0.95
 
