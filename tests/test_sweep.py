@@ -45,6 +45,7 @@ def test_ddp_spawn_multirun_has_one_sweep_dir(synthetic_overrides, tmp_path):
         f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.stderr + result.stdout).count("MEMBER: 2/2") == 2  # each job: two processes over gloo
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 2
 

@@ -276,14 +276,6 @@ def run_cli(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-def test_ddp_spawn_two_cpu_processes(synthetic_overrides, tmp_path):
-    result = run_cli(*synthetic_overrides, "hardware=ddp_spawn", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "MEMBER: 2/2" in result.stderr + result.stdout
-    checkpoint = load(tmp_path / "checkpoints" / "last.ckpt")
-    assert checkpoint["global_step"] == 2
-
-
 def test_cli_bad_input_is_one_line(tmp_path):
     result = run_cli("data=folder", f"data.root={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path / 'run'}", *FAST)
     assert result.returncode == 2
