@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cellseg.data.datamodule import CellDataModule, CropDataset, CropSampler, FrameDataset, RankSampler, near
-from cellseg.data.io import read_image, read_labels
+from cellseg.data.io import read_image, read_labels, read_page
 from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
@@ -323,9 +323,16 @@ def test_a_mask_stack_beside_a_movie_stack_gives_its_corrected_frames(tmp_path):
     assert [(f.name, f.page) for f in frames] == [("mov_t001", 1), ("mov_t003", 3)]
     image, labels = frames[1].load()
     assert np.array_equal(image, movie[3]) and np.array_equal(labels, masks[3])
-    tifffile.imwrite(
-        tmp_path / "mov_masks.tif", masks, photometric="minisblack"
-    )  # a whole annotated stack from another tool
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tif:  # a page per frame, and an ImageJ hyperstack
+        for frame in movie:
+            tif.write(frame)
+    tifffile.imwrite(tmp_path / "imagej.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    for name in ("mov.tif", "pages.tif", "imagej.tif"):  # one page read, the frame asked for
+        assert all(np.array_equal(read_page(tmp_path / name, t), movie[t]) for t in range(4)), name
+    (tmp_path / "pages.tif").unlink()
+    (tmp_path / "imagej.tif").unlink()
+    # a whole annotated stack from another tool
+    tifffile.imwrite(tmp_path / "mov_masks.tif", masks, photometric="minisblack")
     assert [f.name for f in find_frames(tmp_path)] == ["mov_t000", "mov_t001", "mov_t002", "mov_t003"]
     datamodule = CellDataModule(str(tmp_path), crop_size=64, val_frames=["mov_t003"], test_gap=0)
     datamodule.setup()
@@ -336,6 +343,9 @@ def test_a_mask_stack_beside_a_movie_stack_gives_its_corrected_frames(tmp_path):
     tifffile.imwrite(tmp_path / "mov.tif", movie, imagej=True, metadata={"axes": "ZYX"})  # planes, not time
     tifffile.imwrite(tmp_path / "mov_masks.tif", masks, photometric="minisblack")
     with pytest.raises(CellsegError, match=r"mov.tif: Z-stack"):
+        find_frames(tmp_path)
+    tifffile.imwrite(tmp_path / "mov.tif", movie[:3], photometric="minisblack")  # fewer frames than masks
+    with pytest.raises(CellsegError, match=r"mov_masks.tif: a mask stack of 4 frames beside mov.tif of 3 frames"):
         find_frames(tmp_path)
     tifffile.imwrite(tmp_path / "mov.tif", movie[0])  # one frame beside a mask stack
     with pytest.raises(CellsegError, match=r"mov_masks.tif: a mask stack of 4 frames beside mov.tif of axes YX"):
@@ -454,14 +464,16 @@ def test_a_mask_without_cells_trains_as_background_unless_a_split_has_none(tmp_p
     tifffile.imwrite(root / "masks" / "f1.tif", np.zeros((256, 256), np.uint16))  # every detection was false
     datamodule = CellDataModule(str(root), crop_size=64, val_frames=["f2"])
     datamodule.setup()
-    assert [f.name for f in datamodule.train_frames] == ["f0", "f1"] and "f1.tif: mask has no cells" in caplog.text
+    assert [f.name for f in datamodule.train_frames] == ["f0", "f1"]
+    assert "f1.tif (frame f1): mask has no cells" in caplog.text
     assert datamodule.smallest_cell is not None
     message = setup_error(root, crop_size=64, val_frames=["f1"])
-    assert "validate on (f1) have no annotated cell" in message
-    assert "test on (f1) have no annotated cell" in setup_error(root, crop_size=64, test_frames=["f1"], test_gap=0)
+    assert "held to validate on (f1) has no annotated cell" in message
+    message = setup_error(root, crop_size=64, test_frames=["f1"], test_gap=0)
+    assert "held to test on (f1) has no annotated cell" in message
     for name in ("f0", "f2"):
         tifffile.imwrite(root / "masks" / f"{name}.tif", np.zeros((256, 256), np.uint16))
-    assert "train on (f0, f2) have no annotated cell" in setup_error(root, crop_size=64, val_frames=["f1"])
+    assert "held to train on (f0, f2) has no annotated cell" in setup_error(root, crop_size=64, val_frames=["f1"])
 
 
 def test_error_wrong_dtype(tmp_path):

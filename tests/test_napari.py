@@ -354,6 +354,37 @@ def test_corrections_of_a_stack_file_train_on_the_corrected_frames(trained_ckpt,
     assert [f.name for f in find_frames(tmp_path)] == ["stack_t001", "stack_t002", "stack_t004"]
 
 
+def test_a_stack_reopened_over_a_new_prediction_keeps_exactly_its_corrected_frames(tmp_path):
+    """After fine-tuning and predicting again, the uncorrected frames show the new model's
+    labels, and the frames corrected before stay corrected whatever the new model does."""
+    from cellseg.napari.reader import saved_masks
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "mov.tif", (rng.random((4, 64, 64)) * 1000).astype(np.uint16), photometric="minisblack")
+    old = np.zeros((4, 64, 64), np.uint16)
+    old[:, 10:20, 10:20] = 1
+    tifffile.imwrite(tmp_path / "old_labels.tif", old, photometric="minisblack")
+    meta = {"image_paths": [str(tmp_path / "mov.tif")], "labels_path": str(tmp_path / "old_labels.tif"), "name": "mov"}
+    first = SimpleNamespace(metadata={"cellseg": meta}, data=old.copy())
+    first.data[1, 40:50, 40:50] = 2
+    save_corrections(first, frames=[0, 1])  # frame 0: the prediction was right, saved as checked
+    new = np.zeros((4, 64, 64), np.uint16)
+    new[:, 10:22, 10:22] = 1
+    new[1] = first.data[1]  # the fine-tuned model now draws frame 1 as corrected
+    tifffile.imwrite(tmp_path / "new_labels.tif", new, photometric="minisblack")
+    shown, used = saved_masks("mov", [tmp_path / "mov.tif"], new)
+    assert np.array_equal(shown[2], new[2]) and np.array_equal(shown[0], old[0]) and np.array_equal(shown[1], new[1])
+    second = SimpleNamespace(
+        metadata={"cellseg": dict(meta, labels_path=str(tmp_path / "new_labels.tif"), saved_masks=used)},
+        data=shown.copy(),
+    )
+    second.data[3, 50:60, 50:60] = 3
+    save_corrections(second)  # frame 3 only differs from the new prediction
+    assert [f.name for f in find_frames(tmp_path)] == ["mov_t000", "mov_t001", "mov_t003"]
+    saved = tifffile.imread(tmp_path / "mov_masks.tif")
+    assert np.array_equal(saved[0], old[0]) and np.array_equal(saved[3], second.data[3])
+
+
 @pytest.mark.filterwarnings("error:Private attribute access")
 def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, movie, single, tmp_path):
     viewer, widget = review_widget

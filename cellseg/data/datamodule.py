@@ -333,7 +333,7 @@ class CellDataModule(L.LightningDataModule):
                     f"data.crop_size={self.crop_size}; lower data.crop_size"
                 )
             if labels.max() == 0:  # a corrected frame whose every detection was false
-                log.warning("%s: mask has no cells; the frame trains as background only", item.mask_path)
+                log.warning("%s (frame %s): mask has no cells; it trains as background only", item.mask_path, item.name)
             image = percentile_normalize(image, self.norm["low"], self.norm["high"], str(item.image_path))
             targets = make_targets(labels, self.edge_width, self.border_sigma)
             frames.append(Frame(item.name, image, labels, targets))
@@ -350,8 +350,8 @@ class CellDataModule(L.LightningDataModule):
         for role, chosen in splits:
             if chosen and not any(f.labels.any() for f in chosen):  # no test split is fine; an empty one is not
                 raise CellsegError(
-                    f"{self.root}: the frames to {role} ({', '.join(f.name for f in chosen)}) have no "
-                    "annotated cell; annotate cells there or choose other frames"
+                    f"{self.root}: what is held to {role} ({', '.join(f.name for f in chosen)}) has no "
+                    "annotated cell; annotate cells there or choose other frames or regions"
                 )
         self.smallest_cell = _smallest_whole_cell([f.labels for f in self.train_frames])
         log.info(

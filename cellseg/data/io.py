@@ -105,6 +105,24 @@ def stack_page(array: np.ndarray, page: int, path: str | Path) -> np.ndarray:
     return stack[page]
 
 
+def read_page(path: str | Path, page: int) -> np.ndarray:
+    """Frame ``page`` of a (T, Y, X) stack: that TIFF page alone where every page is one frame
+    (a stack's every frame would otherwise be read once per frame), else the whole file."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with tifffile.TiffFile(path) as tif:
+                frames = len(tif.series) if is_page_per_frame(tif) else tif.series[0].shape[0]
+                one_each = len(tif.pages) == frames and page < frames and tif.pages[page].ndim == 2
+                array = tif.pages[page].asarray() if one_each else None
+        except Exception as err:  # corrupt files raise many different types
+            raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
+        if array is not None:
+            check_dtype(array.dtype, path)
+            return array
+    return stack_page(read_image(path), page, path)
+
+
 def annotated_pages(path: Path) -> tuple[int, list[int]] | None:
     """``(frames, annotated frames)`` of a mask stack: every page, or the ``corrected_frames``
     that cellseg's napari plugin records in the stack's description; None for a 2-D mask."""
@@ -131,8 +149,7 @@ def annotated_pages(path: Path) -> tuple[int, list[int]] | None:
 def read_labels(path: str | Path, page: int | None = None) -> np.ndarray:
     """Read an instance-label image (0 = background, 1..N = cells) as int32; ``page``: that
     frame of a mask stack."""
-    labels = read_image(path)
-    labels = as_2d(labels if page is None else stack_page(labels, page, path), path)
+    labels = as_2d(read_image(path) if page is None else read_page(path, page), path)
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.equal(np.mod(labels, 1), 0)):
             raise CellsegError(

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
 
-from cellseg.data.io import annotated_pages, as_2d, is_image_file, read_image, read_labels, stack_page
+from cellseg.data.io import annotated_pages, as_2d, is_image_file, read_image, read_labels, read_page
 from cellseg.errors import CellsegError
 
 LAYOUTS = ("auto", "instance", "npy_masks", "ctc", "masks_suffix")
@@ -44,8 +44,8 @@ class AnnotatedFrame:
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(image, labels)``: the raw 2-D image and int32 instance labels."""
-        image = read_image(self.image_path)
-        image = as_2d(image if self.page is None else stack_page(image, self.page, self.image_path), self.image_path)
+        image = read_image(self.image_path) if self.page is None else read_page(self.image_path, self.page)
+        image = as_2d(image, self.image_path)
         if self.edges_path is None:
             labels = read_labels(self.mask_path, self.page)
         else:
@@ -124,11 +124,12 @@ def stack_pages(frame: AnnotatedFrame) -> list[AnnotatedFrame]:
         return [frame]
     from cellseg.inference.inputs import decide_axes, header  # inputs imports this module
 
-    axes, _ = decide_axes(*header(frame.image_path), frame.image_path, None)  # refuses Z-stacks and channels
-    if axes != "TYX":
+    axes, n_frames = decide_axes(*header(frame.image_path), frame.image_path, None)  # refuses Z-stacks, channels
+    if axes != "TYX" or n_frames != stack[0]:
+        movie = f"{n_frames} frames" if axes == "TYX" else f"axes {axes}"
         raise CellsegError(
-            f"{frame.mask_path}: a mask stack of {stack[0]} frames beside {frame.image_path.name} of axes {axes}; "
-            "pair a (T, Y, X) movie with its mask stack, or a 2-D image with a 2-D mask"
+            f"{frame.mask_path}: a mask stack of {stack[0]} frames beside {frame.image_path.name} of {movie}; "
+            "pair a (T, Y, X) movie with a mask stack of its frames, or a 2-D image with a 2-D mask"
         )
     digits = max(3, len(str(stack[0] - 1)))
     return [replace(frame, name=f"{frame.name}_t{t:0{digits}d}", page=t) for t in stack[1]]

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from cellseg.data.io import annotated_pages
 from cellseg.errors import CellsegError
 from cellseg.inference.inputs import BadFrame, Source, decide_axes, find_inputs, header, is_movie_folder
 from cellseg.napari.writer import mask_path
@@ -120,10 +121,10 @@ def read_frames(stem: str, paths: list[Path], shape: tuple[int, ...], channel: i
 
 
 def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.ndarray, dict[str, list[int]]]:
-    """``labels`` with the corrections saved beside the image(s) in place of the prediction,
-    and the mask files used, each with its ``[mtime_ns, size]`` when read (saving may replace
-    those files again, but not one changed since). A mask that does not fit is left out with a
-    warning."""
+    """``labels`` with the corrections saved beside the image(s) in place of the prediction
+    (of a stack file's mask stack, the ``corrected_frames`` only), and the mask files used,
+    each with its ``[mtime_ns, size]`` when read (saving may replace those files again, but
+    not one changed since). A mask that does not fit is left out with a warning."""
     targets = {mask_path(paths[0]): slice(None)} if len(paths) == 1 else {mask_path(p): t for t, p in enumerate(paths)}
     if len(paths) > 1 and (labels.ndim != 3 or len(labels) != len(paths)):
         return labels, {}
@@ -134,7 +135,9 @@ def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.nd
         stat = path.stat()
         try:
             mask = np.squeeze(tifffile.imread(path))
-        except (OSError, ValueError, tifffile.TiffFileError) as err:
+            if len(paths) == 1 and labels.ndim == 3 and mask.shape == labels.shape:
+                annotated_pages(path)  # a corrected_frames list that is not this stack's is refused here
+        except (OSError, ValueError, tifffile.TiffFileError, CellsegError) as err:
             warnings.warn(f"{stem}: saved corrections {path} not shown: {err}", stacklevel=3)
             continue
         expected = labels[where].shape
@@ -146,7 +149,11 @@ def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.nd
             continue
         if shown is labels:
             shown = labels.astype(np.result_type(labels.dtype, mask.dtype))
-        shown[where] = mask
+        stack = annotated_pages(path) if len(paths) == 1 and labels.ndim == 3 else None
+        if stack is None:
+            shown[where] = mask
+        else:  # only the frames corrected: the others are the prediction's, perhaps an older model's
+            shown[stack[1]] = mask[stack[1]]
         used[str(path)] = [stat.st_mtime_ns, stat.st_size]
     return shown, used
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from cellseg.data.io import annotated_pages
 from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import temp_name
 
@@ -128,6 +129,9 @@ def save_corrections(layer: Any, overwrite: bool = False, frames: Sequence[int] 
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise MasksExist(f"{existing[0]}{more}: exists already; pass overwrite=True to replace it")
+    for path, (labels, corrected) in planned.items():
+        if corrected is not None and path in own:  # frames saved before stay corrected
+            planned[path] = (labels, sorted(set(corrected) | set(annotated_pages(path)[1])))
     written = [
         write_mask(path, labels, overwrite or path in own, corrected) for path, (labels, corrected) in planned.items()
     ]

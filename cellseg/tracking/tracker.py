@@ -101,8 +101,11 @@ def _near_pairs(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray
     if len(a) == 0 or len(b) == 0:
         empty = np.zeros(0, np.intp)
         return empty, empty, np.zeros(0)
-    pairs = cKDTree(a).sparse_distance_matrix(cKDTree(b), radius, output_type="ndarray")
-    return pairs["i"].astype(np.intp), pairs["j"].astype(np.intp), pairs["v"]
+    pairs = cKDTree(a).sparse_distance_matrix(cKDTree(b), radius * (1 + 1e-9), output_type="ndarray")
+    rows, cols = pairs["i"].astype(np.intp), pairs["j"].astype(np.intp)
+    distance = np.sqrt(((a[rows] - b[cols]) ** 2).sum(axis=1))  # as cdist rounds it, for the cut at radius
+    near = distance <= radius
+    return rows[near], cols[near], distance[near]
 
 
 def _counts(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +120,8 @@ def _counts(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def assign_pairs(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, shape: tuple[int, int]) -> list[tuple[int, int]]:
     """The one-to-one (row, column) pairs among the candidates ``(rows[k], cols[k])`` that link
-    as many as possible, then at the least total ``cost`` (which lies in [0, 2]).
+    as many as possible, then at the least total ``cost`` (which lies in [0, 2]). Between
+    optima of exactly equal cost it may choose another than a dense assignment would.
 
     Solved on the candidates alone (scipy's sparse LAPJV), with every row and column free to
     stay unlinked at a cost that outweighs any link: the same optimum as a dense assignment
