@@ -46,14 +46,17 @@ def read_image(path: str | Path) -> np.ndarray:
     except CellsegError:
         raise
     except Exception as err:  # corrupt files raise many different types
-        raise CellsegError(
-            f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?"
-        ) from err
+        raise unreadable(path, err) from err
     array = np.asarray(array)
     if array.size == 0:
         raise CellsegError(f"{path}: image is empty (shape {array.shape}); remove or replace it")
     check_dtype(array.dtype, path)
     return array
+
+
+def unreadable(path: str | Path, err: Exception) -> CellsegError:
+    """The one line for a file a reader failed on (corrupt files raise many different types)."""
+    return CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?")
 
 
 def is_page_per_frame(tif: tifffile.TiffFile) -> bool:
@@ -105,6 +108,16 @@ def stack_page(array: np.ndarray, page: int, path: str | Path) -> np.ndarray:
     return stack[page]
 
 
+def stack_length(tif: tifffile.TiffFile) -> int | None:
+    """Frames of a (T, Y, X) stack; None for a 2-D image, and for colour (Y, X, 3) or an
+    RGB-saved (3, Y, X), which stay :func:`as_2d`'s to refuse."""
+    if is_page_per_frame(tif):
+        return len(tif.series)
+    series = tif.series[0]
+    kept = [n for n in series.shape if n > 1]
+    return kept[0] if len(kept) == 3 and kept[-1] > 4 and "S" not in series.axes else None
+
+
 def read_page(path: str | Path, page: int) -> np.ndarray:
     """Frame ``page`` of a (T, Y, X) stack: that TIFF page alone where every page is one frame
     (a stack's every frame would otherwise be read once per frame), else the whole file."""
@@ -112,11 +125,11 @@ def read_page(path: str | Path, page: int) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             with tifffile.TiffFile(path) as tif:
-                frames = len(tif.series) if is_page_per_frame(tif) else tif.series[0].shape[0]
-                one_each = len(tif.pages) == frames and page < frames and tif.pages[page].ndim == 2
+                frames = stack_length(tif)
+                one_each = frames == len(tif.pages) and page < frames and tif.pages[page].ndim == 2
                 array = tif.pages[page].asarray() if one_each else None
-        except Exception as err:  # corrupt files raise many different types
-            raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
+        except Exception as err:
+            raise unreadable(path, err) from err
         if array is not None:
             check_dtype(array.dtype, path)
             return array
@@ -130,14 +143,10 @@ def annotated_pages(path: Path) -> tuple[int, list[int]] | None:
         return None
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            pages = len(tif.series) if is_page_per_frame(tif) else None
-            kept = [(n, a) for n, a in zip(series.shape, series.axes) if n > 1]
-            if pages is None and len(kept) == 3 and kept[-1][0] > 4 and "S" not in series.axes:
-                pages = kept[0][0]  # (T, Y, X); colour (Y, X, 3) and RGB-saved (3, Y, X) stay as_2d's to refuse
+            pages = stack_length(tif)
             described = (tif.shaped_metadata or [{}])[0] if tif.is_shaped else {}
-    except Exception as err:  # corrupt files raise many different types
-        raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
+    except Exception as err:
+        raise unreadable(path, err) from err
     if pages is None:
         return None
     chosen = described.get("corrected_frames", list(range(pages)))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cellseg.data.io import check_dtype, is_image_file, is_page_per_frame, read_image
+from cellseg.data.io import check_dtype, is_image_file, is_page_per_frame, read_image, unreadable
 from cellseg.data.layouts import MASKS_SUFFIX
 from cellseg.errors import CellsegError
 
@@ -152,7 +152,7 @@ def header(path: Path) -> tuple[tuple[int, ...], str | None]:
     except CellsegError:
         raise
     except Exception as err:  # corrupt files raise many types; reading reports them the same way
-        raise CellsegError(f"{path}: cannot be read ({type(err).__name__}: {err}); is the file complete?") from err
+        raise unreadable(path, err) from err
     image = read_image(path)
     return image.shape, None
 

@@ -135,8 +135,7 @@ def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.nd
         stat = path.stat()
         try:
             mask = np.squeeze(tifffile.imread(path))
-            if len(paths) == 1 and labels.ndim == 3 and mask.shape == labels.shape:
-                annotated_pages(path)  # a corrected_frames list that is not this stack's is refused here
+            stack = annotated_pages(path) if len(paths) == 1 and labels.ndim == 3 else None  # refuses a bad record
         except (OSError, ValueError, tifffile.TiffFileError, CellsegError) as err:
             warnings.warn(f"{stem}: saved corrections {path} not shown: {err}", stacklevel=3)
             continue
@@ -149,7 +148,6 @@ def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.nd
             continue
         if shown is labels:
             shown = labels.astype(np.result_type(labels.dtype, mask.dtype))
-        stack = annotated_pages(path) if len(paths) == 1 and labels.ndim == 3 else None
         if stack is None:
             shown[where] = mask
         else:  # only the frames corrected: the others are the prediction's, perhaps an older model's

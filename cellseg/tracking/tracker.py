@@ -108,16 +108,6 @@ def _near_pairs(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray
     return rows[near], cols[near], distance[near]
 
 
-def _counts(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values of ``codes`` (each below ``size``), sorted, and how often each occurs:
-    by a bincount where ``size`` is small next to the codes (a few cells: faster), else by sorting."""
-    if size <= 4 * codes.size:
-        counts = np.bincount(codes, minlength=size)
-        present = np.flatnonzero(counts)
-        return present, counts[present]
-    return np.unique(codes, return_counts=True)
-
-
 def assign_pairs(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, shape: tuple[int, int]) -> list[tuple[int, int]]:
     """The one-to-one (row, column) pairs among the candidates ``(rows[k], cols[k])`` that link
     as many as possible, then at the least total ``cost`` (which lies in [0, 2]). Between
@@ -218,7 +208,7 @@ class OverlapTracker:
             return []
         prev = self._prev.ravel()[objects.pixels].astype(np.int64)
         shared = prev > 0
-        pair_codes, inter = _counts((prev[shared] - 1) * n_cur + objects.index[shared], n_prev * n_cur)
+        pair_codes, inter = np.unique((prev[shared] - 1) * n_cur + objects.index[shared], return_counts=True)
         rows, cols, distance = _near_pairs(self._prev_centroid, objects.centroid, self.max_distance)
         codes = rows.astype(np.int64) * n_cur + cols
         at = np.minimum(np.searchsorted(pair_codes, codes), max(pair_codes.size - 1, 0))
