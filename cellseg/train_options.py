@@ -37,6 +37,7 @@ RANGES = {
     "trainer.gradient_clip_val": (NUMBER, 0, 10**6, False, True),
     "data.augment.seam": (int, 0, 64, False, False),
     "callbacks.weight_averaging.decay": (NUMBER, 0, 1, True, False),
+    "callbacks.weight_averaging.bn_batches": (int, 1, 10**4, False, False),
 }
 FLAGS = ("optimizer.nesterov", *(f"data.augment.{k}" for k in ("roll", "flip", "rotate90", "rotate", "intensity")))
 MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")  # DD:HH:MM:SS, as Lightning's Timer reads it

@@ -64,6 +64,7 @@ def test_every_shipped_config_passes_the_training_option_check(override, tmp_pat
         (["monitor.mode=maximum"], "monitor.mode='maximum': use max or min"),
         (["data.augment.seam=-1"], "data.augment.seam=-1 is out of range [0, 64]"),
         (["callbacks=ema", "callbacks.weight_averaging.decay=1.5"], "callbacks.weight_averaging.decay=1.5 is out of"),
+        (["callbacks=ema", "callbacks.weight_averaging.bn_batches=0"], "callbacks.weight_averaging.bn_batches=0 is "),
         (["scheduler=step", "scheduler.milestones=[0.5,abc]"], "scheduler.milestones=[0.5, 'abc']: use fractions"),
         (["scheduler=step", "scheduler.milestones=0.5"], "scheduler.milestones=0.5: use fractions"),
     ],

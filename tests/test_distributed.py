@@ -1,5 +1,6 @@
-"""Real DDP (2 CPU processes over gloo, 1 data worker each): ranks draw their own crops and
-share out the validation frames without counting any twice."""
+"""Real DDP (2 CPU processes over gloo, 1 data worker each): ranks draw their own crops,
+share out the validation frames without counting any twice, and validate the same averaged
+weights with the same batch-norm statistics (``callbacks=ema``)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,11 @@ class Probe(Callback):
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, *args) -> None:
         for name, counted in zip(batch["name"], batch["counted"].tolist()):
             self._write(trainer, "validated", f"{trainer.global_step} {name} {counted}")
+        statistics = [m.running_var for m in pl_module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        self._write(trainer, "batch_norm", hashlib.sha1(torch.cat(statistics).numpy().tobytes()).hexdigest())
 
 
-def test_ranks_draw_different_crops_and_validate_every_frame_once(synthetic_root, tmp_path):
+def test_ranks_draw_different_crops_validate_every_frame_once_with_the_same_statistics(synthetic_root, tmp_path):
     probe = tmp_path / "probe"
     probe.mkdir()
     result = subprocess.run(
@@ -53,6 +56,8 @@ def test_ranks_draw_different_crops_and_validate_every_frame_once(synthetic_root
             "hardware=ddp_spawn",
             "hardware.num_workers=1",
             "logger=csv",
+            "callbacks=ema",
+            "callbacks.weight_averaging.update_starting_at_step=0",
             f"+callbacks.probe={{_target_:tests.test_distributed.Probe,folder:'{probe}'}}",
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
@@ -75,4 +80,7 @@ def test_ranks_draw_different_crops_and_validate_every_frame_once(synthetic_root
     for names in validations.values():
         assert sorted(names) == VAL_FRAMES  # every frame once over both ranks
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["global_step"] == 2
+    assert checkpoint["global_step"] == 2 and "current_model_state" in checkpoint  # averaged
+    # the averaged weights' batch-norm statistics, measured on each rank's own crops, are shared
+    statistics = [(probe / f"batch_norm.rank{rank}").read_text().splitlines() for rank in range(2)]
+    assert statistics[0] == statistics[1] and len(set(statistics[0])) == 2  # one set per validation

@@ -145,6 +145,18 @@ class ValidationImages(Callback):
 VALIDATION_BUFFERS = ("threshold", "roc_curve")  # set by validation, not learned
 
 
+class EmaUpdate:
+    """``torch.optim.swa_utils.get_ema_avg_fn(decay)`` as an object: Lightning passes that
+    function, a closure, which ``hardware=ddp_spawn`` cannot pickle to its processes."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    @torch.no_grad()
+    def __call__(self, average: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        return self.decay * average + (1 - self.decay) * current
+
+
 class ValidatedEMA(EMAWeightAveraging):
     """Lightning's EMA of the weights, made to agree with what validation scored.
 
@@ -166,8 +178,9 @@ class ValidatedEMA(EMAWeightAveraging):
       same for SWA).
     """
 
-    def __init__(self, *args: Any, bn_batches: int = 8, **kwargs: Any):
-        super().__init__(*args, use_buffers=False, **kwargs)
+    def __init__(self, decay: float = 0.999, bn_batches: int = 8, **kwargs: Any):
+        super().__init__(decay=decay, use_buffers=False, **kwargs)
+        self._kwargs["avg_fn"] = EmaUpdate(decay)  # ddp_spawn pickles callbacks
         self.bn_batches = bn_batches
         self._recent: deque[torch.Tensor] = deque(maxlen=bn_batches)
 
