@@ -27,13 +27,16 @@ def size_scores(table: pd.DataFrame) -> pd.Series:
 
 def cells_to_review(table: pd.DataFrame, n: int = 20) -> pd.DataFrame:
     """Up to ``n`` cells worth checking first, most doubtful first: unsure cells (``mean_prob``
-    below ``UNSURE``) by confidence, then odd sizes (``|size_score| >= ODD_SIZE``) by how odd."""
+    below ``UNSURE``) by confidence, then odd sizes (``|size_score| >= ODD_SIZE``) by how odd.
+    Rows marked ``corrected`` (cells a person's saved corrections changed) count for the sizes
+    but are not listed."""
     if table.empty:
         return pd.DataFrame(columns=REVIEW_COLUMNS)
     rows = table.reset_index(drop=True)
     rows = rows.assign(size_score=size_scores(rows))
-    unsure = rows["mean_prob"] < UNSURE
-    odd = rows["size_score"].abs() >= ODD_SIZE
+    unchecked = ~rows["corrected"].astype(bool) if "corrected" in rows else True
+    unsure = (rows["mean_prob"] < UNSURE) & unchecked
+    odd = (rows["size_score"].abs() >= ODD_SIZE) & unchecked
     large = rows["size_score"] > 0
     reason = np.select(
         [unsure & odd, unsure, odd & large, odd],

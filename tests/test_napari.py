@@ -419,6 +419,31 @@ def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, 
     assert saved.dtype == np.uint16 and np.array_equal(saved, labels.data)
 
 
+def test_reopened_corrections_leave_the_cells_they_changed_off_the_review_list(
+    review_widget, movie, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(review, "UNSURE", 1.01)  # every cell is unsure: all of them are listed
+    viewer, widget = review_widget
+    folder = tmp_path / "01"
+    folder.mkdir()
+    for frame in movie.folder.glob("t*.tif"):
+        shutil.copy(frame, folder / frame.name)
+    out = copy_output(movie.out, folder / "cellseg_out")
+    predicted = tifffile.imread(out / "01_labels.tif")
+    erased, kept = (int(v) for v in np.unique(predicted[2])[1:3])
+    corrected = predicted[2].copy()
+    corrected[corrected == erased] = 0  # a false cell removed in an earlier session
+    tifffile.imwrite(folder / "t002_masks.tif", corrected)
+    widget.count.setValue(10_000)
+    viewer.open(str(out), plugin="cellseg")
+    rows = rows_of(out, "01")
+    listed = set(zip(widget.rows["frame"], widget.rows["label"]))
+    assert (2, erased) not in listed and (2, kept) in listed  # the untouched neighbour stays
+    assert len(widget.rows) == len(rows) - 1
+    assert "1 cells your saved corrections changed are left out" in widget.title.text()
+    assert list(widget.layer.metadata["cellseg"]["measurements"]["label"]) == list(rows["label"])  # go_to's rows
+
+
 def opengl_context() -> bool:
     """Whether Qt can make an OpenGL context (napari's canvas needs one; offscreen Qt may not have it)."""
     from qtpy.QtGui import QOpenGLContext

@@ -5,7 +5,8 @@ included), the cell probability (hidden image layer), the labels with the measur
 layer ``features``, and for tracked movies a tracks layer with its division graph. Where
 corrections were saved beside the image (``<stem>_masks.tif``, per frame for a movie
 folder), the labels show them in place of the prediction, so a second session goes on from
-the first; the features still describe the prediction.
+the first; the features still describe the prediction, and the cells to review leave out
+the predicted cells those corrections changed (``corrected`` in the measurements).
 
 The images behind the outputs are found through ``run.json`` (``sources[].paths``); an
 older folder without it is matched to ``<stem>.tif/.tiff/.png/.npy`` in the folder above
@@ -156,6 +157,19 @@ def saved_masks(stem: str, paths: list[Path], labels: np.ndarray) -> tuple[np.nd
     return shown, used
 
 
+def corrected_cells(rows: pd.DataFrame, predicted: np.ndarray, shown: np.ndarray) -> pd.Series:
+    """For each row (``frame``, ``label``) of the prediction, whether the shown labels changed
+    any of its pixels."""
+    changed: set[tuple[int, int]] = set()
+    pages = (predicted, shown) if predicted.ndim == 3 else (predicted[None], shown[None])
+    for t, (before, after) in enumerate(zip(*pages)):
+        differs = before != after
+        if differs.any():
+            changed.update((t, int(label)) for label in np.unique(before[differs]) if label)
+    cells = zip(rows["frame"].astype(int), rows["label"].astype(int))
+    return pd.Series([cell in changed for cell in cells], index=rows.index, dtype=bool)
+
+
 def label_features(rows: pd.DataFrame, n_frames: int) -> pd.DataFrame:
     """One row per label value (column ``index``): the cells of an image, or the tracks of a movie."""
     if n_frames == 1:
@@ -220,6 +234,8 @@ def source_layers(folder: Path, stem: str, paths: list[Path], table: pd.DataFram
         "measurements": rows,
     }
     shown, meta["saved_masks"] = saved_masks(stem, paths, labels) if image is not None else (labels, {})
+    if meta["saved_masks"]:
+        meta["measurements"] = rows.assign(corrected=corrected_cells(rows, labels, shown))
     name = f"{stem} labels" + (" (saved corrections)" if meta["saved_masks"] else "")
     kwargs = {"name": name, "features": label_features(rows, n_frames), "metadata": {"cellseg": meta}}
     layers.append((shown, kwargs, "labels"))

@@ -116,8 +116,11 @@ class ReviewWidget(QWidget):
             self.rows = self.rows.iloc[0:0]
             self.title.setText("open a cellseg output folder (File > Open Folder...) to list its cells")
         else:
-            self.rows = cells_to_review(layer.metadata["cellseg"]["measurements"], self.count.value())
-            self.title.setText(f"{layer.name}: {len(self.rows)} cells to check first, most doubtful first")
+            cells = layer.metadata["cellseg"]["measurements"]
+            self.rows = cells_to_review(cells, self.count.value())
+            corrected = int(cells["corrected"].sum()) if "corrected" in cells else 0
+            left_out = f" ({corrected} cells your saved corrections changed are left out)" if corrected else ""
+            self.title.setText(f"{layer.name}: {len(self.rows)} cells to check first, most doubtful first{left_out}")
         self.table.blockSignals(True)
         self.table.clearContents()
         self.table.setRowCount(len(self.rows))
