@@ -277,6 +277,11 @@ def test_instance_layout(tmp_path):
     iio.imwrite(root / "masks" / "f1.png", tifffile.imread(root / "masks" / "f1.tif").astype(np.uint8))
     with pytest.raises(CellsegError, match=r"frame 'f1' is annotated twice \(f1.tif \+ f1.png, f1.tif \+ f1.tif\)"):
         find_frames(root)
+    # a layout named for a folder that lacks its subfolders: one line, not a FileNotFoundError
+    (root / "masks").rename(root / "labels")
+    for layout in ("instance", "npy_masks"):
+        with pytest.raises(CellsegError, match=rf"data.layout={layout} reads images/ and masks/, and masks/ is not"):
+            find_frames(root, layout)
 
 
 def test_masks_suffix_layout_pairs_name_with_name_masks(tmp_path):

@@ -69,6 +69,9 @@ def labels_from_binary_masks(cells: np.ndarray, edges: np.ndarray) -> np.ndarray
     return np.where(cell_area, grown, 0).astype(np.int32)
 
 
+FOLDERS = {"instance": ("images", "masks"), "npy_masks": ("images", "masks")}  # what each layout reads
+
+
 def detect_layout(root: Path) -> str:
     """Guess the layout of ``root`` from its folder names."""
     if (root / "masks").is_dir() and any((root / "masks").glob("*_mask_cells.npy")):
@@ -95,6 +98,12 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
         raise CellsegError(f"unknown data.layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if layout == "auto":
         layout = detect_layout(root)
+    missing = [f"{name}/" for name in FOLDERS.get(layout, ()) if not (root / name).is_dir()]
+    if missing:
+        raise CellsegError(
+            f"{root}: data.layout={layout} reads {' and '.join(f'{n}/' for n in FOLDERS[layout])}, and "
+            f"{missing[0]} is not there; set data.layout=auto to detect the folder's layout (README 'Data layouts')"
+        )
     finder = {
         "instance": _instance_frames,
         "npy_masks": _npy_frames,
