@@ -77,6 +77,15 @@ def movie(trained_ckpt, tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(folder=folder, frames=frames, out=folder / "cellseg_out")
 
 
+def movie_copy(movie: SimpleNamespace, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the predicted movie folder and its outputs, to save corrections into."""
+    folder = tmp_path / "01"
+    folder.mkdir()
+    for frame in movie.folder.glob("t*.tif"):
+        shutil.copy(frame, folder / frame.name)
+    return folder, copy_output(movie.out, folder / "cellseg_out")
+
+
 def layers_of(path: Path) -> list:
     """The reader's layer data tuples made into napari layers."""
     reader = get_reader(str(path))
@@ -318,11 +327,7 @@ def test_reopening_shows_the_saved_corrections_and_saves_on_from_them(single, mo
     with pytest.raises(MasksExist):  # nor replaced unasked
         save_corrections(labels)
     # a movie folder: the frames saved before come back, the others stay the prediction
-    folder = tmp_path / "01"
-    folder.mkdir()
-    for frame in movie.folder.glob("t*.tif"):
-        shutil.copy(frame, folder / frame.name)
-    out = copy_output(movie.out, folder / "cellseg_out")
+    folder, out = movie_copy(movie, tmp_path)
     predicted = tifffile.imread(out / "01_labels.tif")
     corrected = predicted[4].copy()
     corrected[corrected == corrected.max()] = 0
@@ -388,11 +393,8 @@ def test_a_stack_reopened_over_a_new_prediction_keeps_exactly_its_corrected_fram
 @pytest.mark.filterwarnings("error:Private attribute access")
 def test_save_button_writes_the_changed_frames_of_a_movie_folder(review_widget, movie, single, tmp_path):
     viewer, widget = review_widget
-    folder = tmp_path / "01"
-    folder.mkdir()
-    for frame in movie.folder.glob("t*.tif"):
-        shutil.copy(frame, folder / frame.name)
-    viewer.open(str(copy_output(movie.out, folder / "cellseg_out")), plugin="cellseg")
+    folder, out = movie_copy(movie, tmp_path)
+    viewer.open(str(out), plugin="cellseg")
     labels = widget.layer
     widget.save_button.click()
     assert "no frame differs" in widget.status.text() and not list(folder.glob("*_masks.tif"))
@@ -424,11 +426,7 @@ def test_reopened_corrections_leave_the_cells_they_changed_off_the_review_list(
 ):
     monkeypatch.setattr(review, "UNSURE", 1.01)  # every cell is unsure: all of them are listed
     viewer, widget = review_widget
-    folder = tmp_path / "01"
-    folder.mkdir()
-    for frame in movie.folder.glob("t*.tif"):
-        shutil.copy(frame, folder / frame.name)
-    out = copy_output(movie.out, folder / "cellseg_out")
+    folder, out = movie_copy(movie, tmp_path)
     predicted = tifffile.imread(out / "01_labels.tif")
     erased, kept = (int(v) for v in np.unique(predicted[2])[1:3])
     corrected = predicted[2].copy()

@@ -98,11 +98,11 @@ def find_frames(root: str | Path, layout: str = "auto") -> list[AnnotatedFrame]:
         raise CellsegError(f"unknown data.layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if layout == "auto":
         layout = detect_layout(root)
-    missing = [f"{name}/" for name in FOLDERS.get(layout, ()) if not (root / name).is_dir()]
+    missing = [name for name in FOLDERS.get(layout, ()) if not (root / name).is_dir()]
     if missing:
         raise CellsegError(
-            f"{root}: data.layout={layout} reads {' and '.join(f'{n}/' for n in FOLDERS[layout])}, and "
-            f"{missing[0]} is not there; set data.layout=auto to detect the folder's layout (README 'Data layouts')"
+            f"{root}: data.layout={layout} reads {'/ and '.join(FOLDERS[layout])}/, and {missing[0]}/ is not "
+            "there; set data.layout=auto to detect the folder's layout (README 'Data layouts')"
         )
     finder = {
         "instance": _instance_frames,
