@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cellseg.inference.optimize import ShiftedMaxPool2d, optimize_for_inference
+from cellseg.inference.optimize import ShiftedMaxPool2d, fold_batchnorm, optimize_for_inference
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
 
@@ -86,3 +86,61 @@ def test_malloc_keeps_freed_memory_where_libc_is_glibc():
     # before: every block above the freed ones is mapped and unmapped again; after: up to 32 MB
     # come from the heap and stay there for the next frame
     assert result.stdout.split() == ["[1,", "1,", "1]", "True", "[0,", "0]"], result.stdout
+
+
+def test_folding_flushes_the_subnormal_weights_it_makes():
+    # a channel behind a dead ReLU: small kernel, batch-norm scale near 0, variance near 0
+    torch.manual_seed(0)
+    tiny = torch.finfo(torch.float32).tiny
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([1.0, 1e-19, 1.0, 1e-19]))
+        net[0].weight[1].fill_(1e-19)  # 1e-19 * 1e-19 / sqrt(0 + 1e-5): 3e-36, normal ...
+        net[0].weight[3].fill_(1e-23)  # ... and 3e-40, subnormal
+        net[1].running_var.zero_()
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():
+        expected = net(x)
+        fold_batchnorm(net)
+        got = net(x)
+    weight = net[0].weight
+    assert not ((weight != 0) & (weight.abs() < tiny)).any()
+    assert (weight[1] > 0).all() and (weight[3] == 0).all()  # normal numbers stay, subnormals go
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# Run in a fresh process: the thread pool that PyTorch starts at its first parallel
+# operation copies the calling thread's floating-point mode. argv[1] "late": a parallel
+# operation runs before the setting, so the second thread never gets it.
+SUBNORMAL_PROBE = """
+import sys
+import numpy as np
+import torch
+torch.set_num_threads(2)
+from cellseg.utils.task import run_task
+x = torch.from_numpy(np.full(2**22, 1e-39, np.float32))  # subnormal, made without PyTorch's threads
+if sys.argv[1] == "late":
+    torch.ones(2**22) * 1
+y = run_task(lambda cfg: x * 1, None)  # two threads, a half each
+from cellseg.utils.subnormals import flush_subnormals_to_zero
+print(flush_subnormals_to_zero(), int((y != 0).sum()), y.numel())
+"""
+
+
+@pytest.mark.parametrize("when", ["early", "late"])
+def test_entry_points_flush_subnormals_in_every_thread(when):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    command = [sys.executable, "-c", SUBNORMAL_PROBE, when]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    supported, nonzero, total = result.stdout.split()
+    if supported != "True":
+        pytest.skip("this CPU has no flush-to-zero mode")
+    nonzero, total = int(nonzero), int(total)
+    # run_task's setting reaches both threads when it comes first; after the pool started,
+    # only the main thread's half is flushed (this shows the probe sees the worker thread)
+    assert nonzero == (0 if when == "early" else total // 2), result.stdout

@@ -37,6 +37,7 @@ from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.registry import build_net
 from cellseg.outputs.atomic import write_json
+from cellseg.utils.subnormals import flush_subnormals_to_zero
 
 MODELS = {
     "googlenet_fcn": "cellseg.models.nets.googlenet_fcn.GoogLeNetFCN",
@@ -136,6 +137,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    flush_subnormals_to_zero()  # as predict.py does, before PyTorch starts its threads
     check_args(args)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     report: dict = {"device": hardware.device_name(device), "torch": torch.__version__, "side": args.side}

@@ -23,6 +23,7 @@ from cellseg.models.losses import EdgeWeightedBCE
 from cellseg.models.registry import build_net, build_optimizer, build_schedule
 from cellseg.models.schedules import warmup
 from cellseg.postprocess import probabilities_to_labels
+from cellseg.utils.subnormals import flush_subnormals_to_zero
 
 ROC_BINS = 200
 THRESHOLD_METHODS = ("f1", "youden", "instance")
@@ -73,6 +74,11 @@ class CellSegModule(L.LightningModule):
         self.val_example: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._val_sums = torch.zeros(4, dtype=torch.float64)  # loss sum, frames, positive, negative pixels
         self._total_steps = math.inf
+
+    def setup(self, stage: str) -> None:
+        """In every process: DDP ranks that Lightning spawns start without the entry point's
+        subnormal setting (:mod:`cellseg.utils.subnormals`)."""
+        flush_subnormals_to_zero()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits (N, 2, H, W) for a normalized image batch (N, C, H, W)."""

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cellseg.errors import CellsegError
 from cellseg.inference.options import CONF, unknown_options
+from cellseg.utils.subnormals import flush_subnormals_to_zero
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def _composed(overrides: list[str], config_name: str) -> dict:
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``task``; turn a :class:`CellsegError` into one line on stderr and exit code 2."""
     default_wandb_mode()
+    flush_subnormals_to_zero()  # before PyTorch starts its threads, so that they inherit it
     try:
         return task(cfg)
     except CellsegError as err:
