@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
-from cellseg.inference.optimize import ShiftedMaxPool2d, fold_batchnorm, optimize_for_inference
+from cellseg.inference.optimize import ShiftedMaxPool2d, flush_subnormals, fold_batchnorm, optimize_for_inference
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
 from cellseg.models.nets.googlenet_skip import GoogLeNetSkip
 
@@ -88,10 +89,43 @@ def test_malloc_keeps_freed_memory_where_libc_is_glibc():
     assert result.stdout.split() == ["[1,", "1,", "1]", "True", "[0,", "0]"], result.stdout
 
 
+def smallest_subnormal(count: int) -> torch.Tensor:
+    """``count`` float32 subnormals (1.4e-45), made from their bits: no arithmetic, which the
+    CPU's flush-to-zero mode would turn into 0."""
+    return torch.ones(count, dtype=torch.int32).view(torch.float32)
+
+
+@contextmanager
+def subnormals_kept():
+    """This thread with the flush-to-zero mode off (another test may have turned it on:
+    the bench and Lightning's setup do), restored afterwards."""
+    was_on = bool((smallest_subnormal(1) * 1).view(torch.int32).item() == 0)
+    torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
+
+
+def is_subnormal(x: torch.Tensor) -> torch.Tensor:
+    """Nonzero float32 with a zero exponent, read from the bits (comparisons read them as 0
+    under the flush-to-zero mode)."""
+    bits = x.detach().contiguous().view(torch.int32)
+    return ((bits & 0x7F800000) == 0) & ((bits & 0x7FFFFF) != 0)
+
+
+def test_flush_subnormals_zeroes_only_subnormal_weights():
+    conv = nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.cat([smallest_subnormal(1), torch.tensor([1e-30])]).view(2, 1, 1, 1))
+    flush_subnormals(conv)
+    assert not is_subnormal(conv.weight).any()
+    assert conv.weight.flatten().tolist() == [0.0, pytest.approx(1e-30)]
+
+
 def test_folding_flushes_the_subnormal_weights_it_makes():
-    # a channel behind a dead ReLU: small kernel, batch-norm scale near 0, variance near 0
+    # a dead branch, shrunk by weight decay: kernel and batch-norm scale near 0
     torch.manual_seed(0)
-    tiny = torch.finfo(torch.float32).tiny
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)).eval()
     with torch.no_grad():
         net[1].weight.copy_(torch.tensor([1.0, 1e-19, 1.0, 1e-19]))
@@ -99,12 +133,12 @@ def test_folding_flushes_the_subnormal_weights_it_makes():
         net[0].weight[3].fill_(1e-23)  # ... and 3e-40, subnormal
         net[1].running_var.zero_()
     x = torch.randn(1, 1, 8, 8)
-    with torch.no_grad():
+    with subnormals_kept(), torch.no_grad():
         expected = net(x)
         fold_batchnorm(net)
         got = net(x)
     weight = net[0].weight
-    assert not ((weight != 0) & (weight.abs() < tiny)).any()
+    assert not is_subnormal(weight).any()
     assert (weight[1] > 0).all() and (weight[3] == 0).all()  # normal numbers stay, subnormals go
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -123,12 +157,12 @@ if sys.argv[1] == "late":
     torch.ones(2**22) * 1
 y = run_task(lambda cfg: x * 1, None)  # two threads, a half each
 from cellseg.utils.subnormals import flush_subnormals_to_zero
-print(flush_subnormals_to_zero(), int((y != 0).sum()), y.numel())
+print(flush_subnormals_to_zero(), int((y.view(torch.int32) != 0).sum()), y.numel())  # bits: 0 where flushed
 """
 
 
 @pytest.mark.parametrize("when", ["early", "late"])
-def test_entry_points_flush_subnormals_in_every_thread(when):
+def test_run_task_flushes_subnormals_in_every_thread(when):
     import subprocess
     import sys
 
