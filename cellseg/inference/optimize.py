@@ -7,10 +7,8 @@ Two rewrites, both exact up to floating-point rounding, and optionally torch.com
   normal number (subnormals) become 0. Folding makes them: a branch whose input a dead
   ReLU zeroes gets no gradient, weight decay shrinks its kernel and batch-norm scale
   towards 0 (around 1e-18 and 1e-14), and their product underflows (1.6 million folded
-  weights of a trained ``mes_edge_weight`` GoogLeNet). Intel CPUs compute subnormals
-  through a microcode assist: on a Xeon with AMX that network took 5.0 s per 1024x1024
-  frame in fp32, 0.57 s with them at 0 (0.27 s with :mod:`cellseg.utils.subnormals` as
-  well). AMD's Zen cores pay nothing, which is why the AMD benches never showed it;
+  weights of a trained ``mes_edge_weight`` GoogLeNet), which Intel cores compute many
+  times slower (figures in :mod:`cellseg.utils.subnormals`);
 - max pools computed as running maxima of shifted views, one axis at a time. ATen's
   pooling kernel slows down several-fold on channels_last maps whose row stride is a
   power of two (GoogLeNet's 64x512x512 stem and 256x128x128 inception3b maps: 13-16 ms
@@ -146,9 +144,7 @@ def flush_subnormals(net: nn.Module) -> None:
     with torch.no_grad():
         for param in net.parameters():
             if param.dtype == torch.float32:
-                small = param.abs() < tiny
-                if small.any():
-                    param.masked_fill_(small, 0.0)
+                param.masked_fill_(param.abs() < tiny, 0.0)
 
 
 def shifted_max_pools(net: nn.Module) -> None:

@@ -4,10 +4,11 @@ Subnormal numbers (nonzero, below float32's smallest normal 1.2e-38) cost Intel 
 microcode assist per operation. A trained GoogLeNet makes them: branches behind a dead
 ReLU carry activations near 0, and weight decay shrinks their weights towards 0. Measured
 on 2 cores of an Intel Xeon with AMX (family 6 model 207) with a trained
-``mes_edge_weight`` checkpoint, its subnormal folded weights already set to 0
-(:func:`cellseg.inference.optimize.flush_subnormals`): the fp32 network took 0.57 s per
-1024x1024 frame without this mode and 0.27 s with it, and fp32 training steps from that
-checkpoint ran at 2.0 against 13.2 crops/s. AMD's Zen cores handle subnormals at full speed.
+``mes_edge_weight`` checkpoint, the fp32 network took 5.0 s per 1024x1024 frame; 0.57 s
+with its subnormal folded weights set to 0
+(:func:`cellseg.inference.optimize.flush_subnormals`), 0.27 s with this mode as well. fp32
+training steps from that checkpoint ran at 2.0 crops/s without the mode, 13.2 with it.
+AMD's Zen cores handle subnormals at full speed.
 
 The setting (x86's FTZ and DAZ bits, ``torch.set_flush_denormal``) belongs to each thread,
 and a new thread copies its creator's: set in the main thread before PyTorch starts its
