@@ -91,9 +91,9 @@ def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Two parameter groups: weights of two or more dimensions decay, vectors do not.
 
     A batch-norm scale that gets little gradient is pulled to 0 by an L2 term, and RMSprop or
-    Adam divide that pull by its own size, so it moves about one learning rate per step: in a
-    15-minute GOWT1 run with decay on every parameter, nearly half the encoder's channels died
-    this way. Keeping norms and biases out of the decay is also the recipe RMSprop with weight
+    Adam divide that pull by its own size, so it moves about one learning rate per step: after a
+    15-minute GOWT1 run with decay on every parameter, two thirds of the encoder's batch-norm
+    scales were under 0.01, each making its channel a constant. Keeping norms and biases out of the decay is also the recipe RMSprop with weight
     decay comes from (Inception, EfficientNet).
     """
     params = list(module.parameters())
