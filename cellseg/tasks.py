@@ -117,12 +117,6 @@ def _check_launch(cfg: DictConfig) -> dict | None:
             f"{cfg.ckpt_path}: was trained with model.{key}={saved.get(key)!r}, not {model.get(key)!r}; "
             "resume with the same model options"
         )
-    states = resumed.get("optimizer_states") or [{}]
-    if isinstance(states[0], dict) and len(states[0].get("param_groups", ())) == 1:
-        raise CellsegError(
-            f"{cfg.ckpt_path}: saved by an older cellseg whose weight decay took every parameter alike (one optimizer "
-            f"parameter group, not two), so it cannot resume; fine-tune it instead with init_from={cfg.ckpt_path}"
-        )
     return {"processes": resumed.get("processes"), "lr_scaling": resumed["hyper_parameters"].get("lr_scaling", "none")}
 
 

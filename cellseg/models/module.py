@@ -194,7 +194,7 @@ class CellSegModule(L.LightningModule):
     def configure_optimizers(self) -> dict:
         world = self.trainer.world_size if self._trainer is not None else 1
         scale = LR_SCALING[self.hparams.lr_scaling](world)
-        optimizer = build_optimizer(self.hparams.optimizer, self, self.hparams.optimizer["lr"] * scale)
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.optimizer["lr"] * scale)
         schedule = build_schedule(self.hparams.scheduler)
         # max_steps, or the steps max_epochs makes (inf when only max_time bounds the run)
         self._total_steps = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf

@@ -76,31 +76,10 @@ def build_net(spec: Any, source: str = "config", **overrides: Any) -> torch.nn.M
         ) from err
 
 
-def build_optimizer(spec: Any, module: torch.nn.Module, lr: float, source: str = "config") -> torch.optim.Optimizer:
-    """An optimizer over ``module``'s parameters from its spec, with learning rate ``lr``.
-
-    ``weight_decay`` applies to convolution weights only, not to batch-norm scales and shifts
-    or biases (:func:`decay_groups`).
-    """
+def build_optimizer(spec: Any, params: Any, lr: float, source: str = "config") -> torch.optim.Optimizer:
+    """An optimizer over ``params`` from its spec, with learning rate ``lr``."""
     cls, kwargs = checked_spec(spec, OPTIMIZERS, "optimizer", source)
-    decay = kwargs.pop("weight_decay", 0.0)
-    return cls(decay_groups(module, decay), **{**kwargs, "lr": lr})
-
-
-def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two parameter groups: weights of two or more dimensions decay, vectors do not.
-
-    A batch-norm scale that gets little gradient is pulled to 0 by an L2 term, and RMSprop or
-    Adam divide that pull by its own size, so it moves about one learning rate per step: after a
-    15-minute GOWT1 run with decay on every parameter, two thirds of the encoder's batch-norm
-    scales were under 0.01, each making its channel a constant. Keeping norms and biases out of the decay is also the recipe RMSprop with weight
-    decay comes from (Inception, EfficientNet).
-    """
-    params = list(module.parameters())
-    return [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-    ]
+    return cls(params, **{**kwargs, "lr": lr})
 
 
 def build_schedule(spec: Any, source: str = "config") -> Any:
