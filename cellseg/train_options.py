@@ -39,7 +39,8 @@ RANGES = {
     "callbacks.weight_averaging.decay": (NUMBER, 0, 1, True, False),
     "callbacks.weight_averaging.bn_batches": (int, 1, 10**4, False, False),
 }
-FLAGS = ("optimizer.nesterov", *(f"data.augment.{k}" for k in ("roll", "flip", "rotate90", "rotate", "intensity")))
+AUGMENT_FLAGS = ("roll", "flip", "rotate90", "rotate", "intensity", "clip")
+FLAGS = ("optimizer.nesterov", *(f"data.augment.{k}" for k in AUGMENT_FLAGS))
 MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")  # DD:HH:MM:SS, as Lightning's Timer reads it
 MONITORED = tuple(f"val/{k}" for k in ("seg", "ap50", "ap", "f1", "precision", "recall", "auc", "loss", *ERROR_KINDS))
 

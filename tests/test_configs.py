@@ -59,6 +59,7 @@ def test_every_shipped_config_passes_the_training_option_check(override, tmp_pat
         (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 is out of range [1, 1000000]"),
         (["trainer.gradient_clip_val=abc"], "trainer.gradient_clip_val is 'abc', not a finite number"),
         (["data.augment.rotate=maybe"], "data.augment.rotate='maybe': use true or false"),
+        (["data.augment.clip=1"], "data.augment.clip=1: use true or false"),
         (["model.out_channels=3"], "model.out_channels=3: cellseg's networks predict 2 maps"),
         (["monitor.metric=val/sge"], "monitor.metric='val/sge': use one of val/seg, "),
         (["monitor.mode=maximum"], "monitor.mode='maximum': use max or min"),

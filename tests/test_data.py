@@ -157,7 +157,7 @@ def test_dimming_lowers_nuclei_unevenly_and_adds_noise_but_keeps_background():
 def test_intensity_jitter_changes_exposure_noise_and_blur_without_clipping():
     image = np.linspace(-0.3, 1.6, 64 * 64, dtype=np.float32).reshape(64, 64)
     rng = np.random.default_rng(0)
-    jittered = [jitter_intensity(image, rng) for _ in range(40)]
+    jittered = [jitter_intensity(image, rng, clip=False) for _ in range(40)]
     assert min(j.min() for j in jittered) < -0.2 and max(j.max() for j in jittered) > 1.5  # the range stays open
     assert all(j.dtype == np.float32 and j.shape == image.shape for j in jittered)
     assert sum(not np.allclose(j, image) for j in jittered) >= 30  # most crops change
@@ -165,14 +165,29 @@ def test_intensity_jitter_changes_exposure_noise_and_blur_without_clipping():
     assert max(roughness) > 0.01  # some carry noise
 
 
-def test_training_crops_keep_values_outside_the_normalized_range(synthetic_root):
+def test_intensity_jitter_clips_each_change_to_the_unit_range():
+    image = np.linspace(-0.3, 1.6, 64 * 64, dtype=np.float32).reshape(64, 64)
+    rng = np.random.default_rng(0)
+    jittered = [jitter_intensity(image, rng) for _ in range(40)]
+    changed = [j for j in jittered if not np.array_equal(j, image)]
+    assert len(changed) >= 30  # as albumentations: a crop no change fired on stays as it was
+    assert all(j.min() >= 0.0 and j.max() <= 1.0 and j.dtype == np.float32 for j in changed)
+    assert sum(bool((j == 0.0).any() and (j == 1.0).any()) for j in changed) >= 30  # clipped, not rescaled
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_training_crops_follow_the_clip_option(synthetic_root, clip):
     datamodule = CellDataModule(str(synthetic_root), crop_size=64)
     datamodule.setup("fit")
     frames = [replace(f, image=f.image * 3.0 - 0.5) for f in datamodule.train_frames]  # about -0.5 to 2.5
-    dataset = CropDataset(frames, 64, 16, {"rotate": False}, seed=2)
+    dataset = CropDataset(frames, 64, 16, {"rotate": False, "clip": clip}, seed=2)
     images = [dataset[k]["image"] for k in range(16)]
-    assert sum(bool((i < -0.1).any()) for i in images) >= 12  # background below 0 is not flattened to 0
-    assert sum(bool((i > 1.1).any()) for i in images) >= 8  # nor bright nuclei capped at 1
+    below = sum(bool((i < -0.1).any()) for i in images)  # background below 0
+    above = sum(bool((i > 1.1).any()) for i in images)  # bright nuclei above 1
+    if clip:  # the crops no change fired on (about 8 %) keep their range
+        assert below <= 3 and above <= 3
+    else:  # neither flattened to 0 nor capped at 1
+        assert below >= 12 and above >= 8
 
 
 def test_dim_share_of_training_crops_follows_the_option(synthetic_root):

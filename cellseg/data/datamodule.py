@@ -94,6 +94,7 @@ class CropDataset(Dataset):
         self.rotate = bool(augment.get("rotate", True))
         self.dim = float(augment.get("dim", 0.0))
         self.intensity = bool(augment.get("intensity", True))
+        self.clip = bool(augment.get("clip", True))
         self.transform = build_augment(
             crop_size, flip=augment.get("flip", True), rotate90=augment.get("rotate90", True), rotate=self.rotate
         )
@@ -114,7 +115,7 @@ class CropDataset(Dataset):
         interior, edge, border, valid = out["masks"]
         image = out["image"]
         if self.intensity:
-            image = jitter_intensity(image, rng)
+            image = jitter_intensity(image, rng, clip=self.clip)
         if self.dim > 0 and rng.random() < self.dim:
             image = dim_like_bleaching(image, rng)
         return {

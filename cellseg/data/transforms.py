@@ -1,5 +1,5 @@
 """Random training crops: a circular-shift ("roll") window, albumentations' geometry, then
-intensity changes that keep the normalized range open.
+intensity changes (clipped to [0, 1] by default, as albumentations clips them).
 
 A roll by (dy, dx) followed by a crop is the same as cutting the crop out of the frame
 with wrap-around indexing, which is what :func:`window` does without copying the frame.
@@ -89,23 +89,29 @@ def jitter_intensity(
     offset: float = 0.1,
     max_noise: float = 0.04,
     max_blur: float = 1.0,
+    clip: bool = True,
 ) -> np.ndarray:
     """A normalized crop under another exposure and camera: with probability 0.8 a gain of
     1 +- ``gain`` and an offset of +- ``offset``, with 0.5 Gaussian noise of a random standard
     deviation up to ``max_noise``, with 0.2 a Gaussian blur of sigma 0.1 to ``max_blur`` px.
 
-    Nothing is clipped. albumentations' brightness, noise and blur clip float images to
-    [0, 1], but percentile normalization leaves bright nuclei above 1 and background noise
-    below 0, and prediction sees those values: clipped crops taught the network a flat
-    background and capped nuclei that no frame it segments has.
+    ``clip``: each change that fires clips the crop to [0, 1], as albumentations' brightness,
+    noise and blur do with float images (92 % of crops then end in [0, 1]), although
+    percentile normalization leaves bright nuclei above 1 and background noise below 0 at
+    prediction. Measured on GOWT1 02 (README, "Clipped intensity augmentation"), clipped
+    crops taught the network to miss fewer small and dim nuclei than unclipped ones.
     """
     image = np.asarray(image, np.float32)
+    low, high = (0.0, 1.0) if clip else (-np.inf, np.inf)
     if rng.random() < 0.8:
         image = image * np.float32(1 + rng.uniform(-gain, gain)) + np.float32(rng.uniform(-offset, offset))
+        image = np.clip(image, low, high)
     if rng.random() < 0.5:
         image = image + rng.normal(0.0, rng.uniform(0.0, max_noise), size=image.shape).astype(np.float32)
+        image = np.clip(image, low, high)
     if rng.random() < 0.2:
         image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.1, max_blur)), borderType=cv2.BORDER_REFLECT_101)
+        image = np.clip(image, low, high)
     return image
 
 
