@@ -98,8 +98,9 @@ def jitter_intensity(
     ``clip``: each change that fires clips the crop to [0, 1], as albumentations' brightness,
     noise and blur do with float images (92 % of crops then end in [0, 1]), although
     percentile normalization leaves bright nuclei above 1 and background noise below 0 at
-    prediction. Measured on GOWT1 02 (README, "Clipped intensity augmentation"), clipped
-    crops taught the network to miss fewer small and dim nuclei than unclipped ones.
+    prediction. On GOWT1 02 (README, "Clipped or unclipped intensity augmentation"), networks
+    trained on clipped crops missed fewer small and dim nuclei (20 against 26 markers a run,
+    three seeds each) and scored the same SEG.
     """
     image = np.asarray(image, np.float32)
     low, high = (0.0, 1.0) if clip else (-np.inf, np.inf)
