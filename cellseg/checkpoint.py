@@ -67,6 +67,9 @@ def _weights_problem(state_dict: dict) -> str | None:
         problem = number_problem("the stored threshold", float(threshold), float, 0, 1, False)
         if problem:
             return problem
+    roc = state_dict.get("roc_curve")
+    if roc is not None and (roc.dtype != torch.float32 or roc.ndim != 2 or roc.shape[0] != 2):
+        return f"the stored ROC curve is {roc.dtype} of shape {tuple(roc.shape)}, not float32 (2, N)"
     if not all(torch.isfinite(v).all() for v in state_dict.values() if v.is_floating_point()):
         return "the weights hold NaN or infinite values (a diverged or damaged training)"
     return None
@@ -76,7 +79,9 @@ def options_problem(hparams: dict) -> str | None:
     """Why the normalization, edge width or post-processing of ``hparams`` cannot be used, or
     None. Training checks its own options with it first, so it never writes a checkpoint that
     prediction would refuse."""
-    data, post = hparams["data"], hparams["postprocess"]
+    data, post, net = hparams["data"], hparams["postprocess"], hparams.get("net")
+    if isinstance(net, dict) and net.get("in_channels", 1) != 1:
+        return f"net.in_channels={net['in_channels']!r}, but cellseg feeds its networks one channel"
     norm = data.get("norm") if isinstance(data, dict) else None
     if not isinstance(norm, dict) or set(norm) != {"low", "high"}:
         return "data.norm is not exactly two numbers low/high"

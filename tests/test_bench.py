@@ -265,10 +265,18 @@ def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
         (["--run", "{tmp}"], "no validation.csv there; give a train.py run folder"),
         (["--output", "{tmp}/kept.json"], "kept.json: exists already; pass --overwrite"),
         (["--output", "{tmp}/kept.json/bench.json"], "its folder does not exist"),
+        (["--output", "{tmp}"], "is a folder; give the report's file name"),
+        (["--run", "{tmp}/norows"], "no validation row with a val/seg"),
+        (["--ckpt", "{tmp}/crafted.ckpt"], "crafted.ckpt: the model spec is not a dict with a _target_ name"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_measuring(args, message, trained_ckpt, tmp_path):
     (tmp_path / "kept.json").write_text("an earlier report")
+    (tmp_path / "norows").mkdir()
+    (tmp_path / "norows" / "validation.csv").write_text("step,elapsed_s,val/seg\n")
+    crafted = torch.load(trained_ckpt, weights_only=True)
+    crafted["hyper_parameters"]["net"] = "abc"  # passes the checkpoint's own checks, not the model spec's
+    torch.save(crafted, tmp_path / "crafted.ckpt")
     with pytest.raises(CellsegError, match=re.escape(message)):
         bench.check_args(bench.parse_args([a.format(tmp=tmp_path, skip=trained_ckpt) for a in args]))
     assert (tmp_path / "kept.json").read_text() == "an earlier report"

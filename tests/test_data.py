@@ -509,6 +509,15 @@ def test_error_image_smaller_than_crop(tmp_path):
     assert "smaller than data.crop_size=256" in message and "f0.tif" in message
 
 
+def test_error_nan_pixels_in_a_training_image(tmp_path):
+    root = write_instance_folder(tmp_path / "d")
+    image = tifffile.imread(root / "images" / "f1.tif").astype(np.float32)
+    image[10:12, 20] = np.nan
+    tifffile.imwrite(root / "images" / "f1.tif", image)
+    message = setup_error(root, crop_size=64)
+    assert "f1.tif: 2 NaN or infinite pixels" in message
+
+
 def test_error_single_frame_needs_region(tmp_path):
     root = write_instance_folder(tmp_path / "d", n=1)
     assert "data.val_region" in setup_error(root, crop_size=64)

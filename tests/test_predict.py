@@ -329,6 +329,13 @@ def test_bad_checkpoints(tmp_path):
             predict_run(tmp_path / name, tmp_path / "a.tif", tmp_path / "out")
 
 
+def _three_channels(checkpoint):
+    """A net taking 3 channels, with first-layer weights to match."""
+    checkpoint["hyper_parameters"]["net"]["in_channels"] = 3
+    key = "net.encoder.stages.stem.0.conv.weight"
+    checkpoint["state_dict"][key] = checkpoint["state_dict"][key].repeat(1, 3, 1, 1)
+
+
 def _nan_weights(checkpoint):
     key = next(k for k in checkpoint["state_dict"] if k.startswith("net.") and k.endswith("weight"))
     checkpoint["state_dict"][key][0] = float("nan")
@@ -341,6 +348,9 @@ def _nan_weights(checkpoint):
         (lambda c: c.update(state_dict=[1, 2]), "not a cellseg model checkpoint"),
         (lambda c: c["hyper_parameters"].update(data="xx"), "data.norm is not exactly two numbers"),
         (lambda c: c["state_dict"].update(roc_curve=[1.0, 2.0]), "not named tensors"),
+        (lambda c: c["state_dict"].update(roc_curve=torch.zeros(3)), r"ROC curve is torch.float32 of shape \(3,\)"),
+        (lambda c: c["state_dict"].update(roc_curve=torch.zeros(2, 9, dtype=torch.bfloat16)), "ROC curve is torch.bf"),
+        (_three_channels, "net.in_channels=3, but cellseg feeds its networks one channel"),
         (lambda c: c["state_dict"].update(threshold=torch.tensor(float("nan"))), "threshold is nan"),
         (lambda c: c["state_dict"].update(threshold=torch.tensor(-1.0)), "threshold=-1.0 is out of range"),
         (_nan_weights, "NaN or infinite"),

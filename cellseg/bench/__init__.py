@@ -24,6 +24,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -35,7 +36,7 @@ from cellseg.inference.malloc import keep_freed_memory
 from cellseg.inference.predictor import Predictor, load_net, resolve_precision
 from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
-from cellseg.models.registry import build_net
+from cellseg.models.registry import NETS, build_net, checked_spec
 from cellseg.outputs.atomic import write_json
 from cellseg.utils.subnormals import flush_subnormals_to_zero
 
@@ -116,7 +117,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise CellsegError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
     for flag, path, name in (("--ckpt", args.ckpt, "googlenet_fcn"), ("--skip-ckpt", args.skip_ckpt, "googlenet_skip")):
         if path is not None:
-            target = load_checkpoint(path)["hyper_parameters"]["net"]["_target_"]
+            spec = load_checkpoint(path)["hyper_parameters"]["net"]
+            checked_spec(spec, NETS, "model", f"{flag} {path}")
+            target = spec["_target_"]
             if target != MODELS[name]:
                 raise CellsegError(f"{flag} {path}: holds a {target.rsplit('.', 1)[-1]}, not a {name} checkpoint")
     if args.run is not None:
@@ -127,8 +130,12 @@ def check_args(args: argparse.Namespace) -> None:
             columns = file.readline().strip().split(",")
         if not {"step", "elapsed_s", "val/seg"} <= set(columns):
             raise CellsegError(f"{history}: no step, elapsed_s and val/seg columns; give a train.py run folder")
+        if pd.to_numeric(pd.read_csv(history)["val/seg"], errors="coerce").isna().all():
+            raise CellsegError(f"{history}: no validation row with a val/seg; give a run that validated")
     if not args.output.parent.is_dir():
         raise CellsegError(f"--output {args.output}: its folder does not exist")
+    if args.output.is_dir():
+        raise CellsegError(f"--output {args.output}: is a folder; give the report's file name, e.g. bench.json")
     if args.output.exists() and not args.overwrite:
         raise CellsegError(
             f"--output {args.output}: exists already; pass --overwrite to replace it or another --output"
