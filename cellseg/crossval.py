@@ -31,7 +31,6 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from cellseg.data.datamodule import frame_time, near
-from cellseg.data.layouts import find_frames
 from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import write_json, write_with
 from cellseg.utils import resolvers  # noqa: F401  (registers ${cellseg.*:} resolvers)
@@ -39,6 +38,7 @@ from cellseg.utils.task import check_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ("folds", "seeds", "out")
+TEST_KEYS = ("seg", "ap50", "ap", "merges", "splits", "false_positives", "misses")
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
@@ -47,6 +47,8 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     overrides = []
     for arg in argv:
         key, _, value = arg.partition("=")
+        if arg.startswith("-"):
+            raise CellsegError(f"{arg}: crossval takes options as key=value only; see python train.py --help for those")
         if key in OPTIONS:
             options[key] = value
         else:
@@ -69,9 +71,8 @@ def annotated_frames(overrides: list[str]) -> tuple[list[str], list[str], int]:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     data = instantiate(cfg.data)
-    names = [frame.name for frame in find_frames(data.root, data.layout)]
-    if data.use_frames is not None:
-        names = [n for n in names if n in data.use_frames]
+    data.prepare_data()  # checks the data options; generates the built-in set on first use
+    names = [frame.name for frame in data.annotated()]
     if data.val_region or data.test_region:
         raise CellsegError("folds=leave_one_out holds out whole frames; with data.val_region use folds=none")
     return names, list(data.val_frames or []), data.test_gap
@@ -120,9 +121,11 @@ def finished(run_dir: Path, overrides: list[str]) -> bool:
         return False
     try:
         result = json.loads(path.read_text())
-        done, best = result["overrides"], result["best"]
-        if not isinstance(done, list) or not isinstance(best, dict):
+        done, best, test = result["overrides"], result["best"], result.get("test", {})
+        if not isinstance(done, list) or not isinstance(best, dict) or not isinstance(test, dict):
             raise TypeError("not train.py's record")
+        if test and not all(isinstance(test.get(key), (int, float)) for key in TEST_KEYS):
+            raise TypeError(f"its test numbers lack one of {', '.join(TEST_KEYS)}")
     except (ValueError, KeyError, TypeError) as err:
         raise CellsegError(
             f"{path}: unreadable ({type(err).__name__}: {err}); delete {run_dir} to run it again"
@@ -139,7 +142,7 @@ def result_row(run_dir: Path) -> dict:
     """The test numbers of one finished run (and its best validation SEG)."""
     result = json.loads((run_dir / "result.json").read_text())
     row = {"val_seg": result["best"].get("val/seg")}
-    for key in ("seg", "ap50", "ap", "merges", "splits", "false_positives", "misses"):
+    for key in TEST_KEYS:
         if "test" in result:
             row[f"test_{key}"] = result["test"][key]
     for key, value in result.get("test_sequence", {}).items():
@@ -166,7 +169,11 @@ def main(argv: list[str]) -> None:
     """Run every fold and seed with ``train.py``, then write and print the summary."""
     options, overrides = parse(argv)
     out = Path(options["out"] or ROOT / "logs" / "crossval" / time.strftime("%Y-%m-%d_%H-%M-%S")).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CellsegError(f"out={out}: is a file; give a folder for the runs")
     plan = run_plan(options, overrides)
+    if not plan:
+        raise CellsegError("no annotated frame to cross-validate on; check data.root and data.use_frames")
     rows = []
     for index, (name, extra) in enumerate(plan, 1):
         run_dir = out / name
@@ -175,6 +182,8 @@ def main(argv: list[str]) -> None:
             command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, run_dir_override(run_dir)]
             if subprocess.run(command, cwd=ROOT).returncode != 0:
                 raise CellsegError(f"{run_dir}: the run {name} failed (its output is above); fix it and run again")
+            if not finished(run_dir, [*overrides, *extra]):
+                raise CellsegError(f"{run_dir}: the run {name} wrote no result.json; fix its options and run again")
         rows.append({"run": name, "seed": int(name.rsplit("_", 1)[1]), **result_row(run_dir)})
     table = pd.DataFrame(rows)
     write_with(out / "crossval.csv", lambda tmp: table.to_csv(tmp, index=False))

@@ -15,7 +15,7 @@ import tifffile
 import torch
 
 from cellseg import metrics
-from cellseg.crossval import finished, folds, parse
+from cellseg.crossval import annotated_frames, finished, folds, parse
 from cellseg.data.datamodule import CellDataModule, near
 from cellseg.data.synthetic import generate
 from cellseg.data.synthetic_movie import generate_movie
@@ -172,7 +172,7 @@ def test_crossval_options_are_checked():
         {"folds": "none", "seeds": [4, 5], "out": None},
         ["data.x=1"],
     )
-    for bad in (["folds=kfold"], ["seeds=[a]"], ["seeds=[]"], ["seeds=[1,1]"]):
+    for bad in (["folds=kfold"], ["seeds=[a]"], ["seeds=[]"], ["seeds=[1,1]"], ["--cfg", "job"]):
         with pytest.raises(CellsegError):
             parse(bad)
 
@@ -183,6 +183,8 @@ def test_crossval_options_are_checked():
         ("{", "result.json: unreadable .JSONDecodeError"),
         ("{}", "result.json: unreadable .KeyError"),
         ('{"overrides": "seed=1", "best": {}}', "result.json: unreadable .TypeError"),
+        ('{"overrides": ["seed=1"], "best": {}, "test": {"seg": 0.6}}', "TypeError: its test numbers lack one of"),
+        ('{"overrides": ["seed=1"], "best": {}, "test": "n/a"}', "result.json: unreadable .TypeError"),
         ('{"overrides": ["+experiment=sim_edge_weight", "seed=1"], "best": {}}', "holds a run of other options"),
     ],
 )
@@ -193,6 +195,13 @@ def test_crossval_counts_only_its_own_finished_runs(tmp_path, record, message):
     (tmp_path / "result.json").write_text(record)
     with pytest.raises(CellsegError, match=message):
         finished(tmp_path, ["+experiment=mes_edge_weight", "seed=1"])
+
+
+def test_crossval_refuses_frames_it_cannot_find(tmp_path):
+    root = generate(tmp_path / "data", n_frames=3, size=192, seed=2)
+    assert annotated_frames([f"data.root={root}", "data.val_frames=null"])[0] == ["syn_000", "syn_001", "syn_002"]
+    with pytest.raises(CellsegError, match="data.use_frames names 'nope', which is not an annotated frame"):
+        annotated_frames([f"data.root={root}", "data.use_frames=[nope]"])
 
 
 def test_crossval_runs_every_fold_and_summarizes_its_test_numbers(tmp_path):
@@ -221,9 +230,14 @@ def test_crossval_runs_every_fold_and_summarizes_its_test_numbers(tmp_path):
     [
         ("folds=kfold", "folds=kfold: use leave_one_out or none"),
         ("model=nonexistent", "model=nonexistent: no such model config; use one of googlenet_fcn"),  # train.py's words
+        ("data=folder", "data.root is not set"),
+        ("data.test_gap=abc", "data.test_gap is 'abc', not a finite integer"),
+        ("out={tmp}/file.txt", "out={tmp}/file.txt: is a file; give a folder"),
     ],
 )
-def test_crossval_refuses_bad_options_with_one_line(arg, line):
+def test_crossval_refuses_bad_options_with_one_line(arg, line, tmp_path):
+    (tmp_path / "file.txt").write_text("kept")
+    arg, line = arg.format(tmp=tmp_path), line.format(tmp=tmp_path)
     result = subprocess.run([sys.executable, "-m", "cellseg.crossval", arg], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"cellseg: error: {line}")

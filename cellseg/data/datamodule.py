@@ -15,7 +15,7 @@ import torch
 from skimage.segmentation import clear_border
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from cellseg.data.layouts import find_frames
+from cellseg.data.layouts import AnnotatedFrame, find_frames
 from cellseg.data.normalize import percentile_normalize
 from cellseg.data.synthetic import generate
 from cellseg.data.targets import make_targets
@@ -312,10 +312,8 @@ class CellDataModule(L.LightningDataModule):
             log.info("Generating the synthetic data set in %s", self.root)
             generate(self.root, **self.synthetic)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Read, check and normalize all frames once; derive their targets."""
-        if self.train_frames is not None:
-            return
+    def annotated(self) -> list[AnnotatedFrame]:
+        """The annotated frames to use (``data.use_frames`` of them), found but not read."""
         self._check_options()
         annotated = find_frames(self.root, self.layout)
         if self.use_frames is not None:
@@ -325,8 +323,14 @@ class CellDataModule(L.LightningDataModule):
                     f"{self.root}: data.use_frames names {missing[0]!r}, which is not an annotated frame"
                 )
             annotated = [item for item in annotated if item.name in self.use_frames]
+        return annotated
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read, check and normalize all frames once; derive their targets."""
+        if self.train_frames is not None:
+            return
         frames = []
-        for item in annotated:
+        for item in self.annotated():
             image, labels = item.load()
             if min(image.shape) < self.crop_size:
                 raise CellsegError(
