@@ -19,7 +19,6 @@ Example: ``python -m cellseg.crossval +experiment=mes_edge_weight seeds=[1,2,3] 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from cellseg.data.datamodule import frame_time, near
 from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import write_json, write_with
 from cellseg.utils import resolvers  # noqa: F401  (registers ${cellseg.*:} resolvers)
-from cellseg.utils.task import check_arguments
+from cellseg.utils.task import check_arguments, path_override
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ("folds", "seeds", "out")
@@ -151,13 +150,6 @@ def result_row(run_dir: Path) -> dict:
     return row
 
 
-def run_dir_override(run_dir: Path) -> str:
-    """``hydra.run.dir='...'``, quoted: Hydra's override lexer rejects spaces and non-ASCII
-    letters outside quotes; backslashes before a quote (or the closing one) are doubled."""
-    quoted = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), str(run_dir))
-    return f"hydra.run.dir='{quoted}'"
-
-
 def summarize(rows: pd.DataFrame) -> dict:
     """Mean, sd and count of every numeric column."""
     numeric = rows.select_dtypes("number").drop(columns=["seed"], errors="ignore")
@@ -179,7 +171,8 @@ def main(argv: list[str]) -> None:
         run_dir = out / name
         if not finished(run_dir, [*overrides, *extra]):  # a re-run of the same command finishes what is missing
             print(f"[{index}/{len(plan)}] {name}: python train.py {' '.join([*overrides, *extra])}", flush=True)
-            command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, run_dir_override(run_dir)]
+            run_dir_option = path_override("hydra.run.dir", run_dir)
+            command = [sys.executable, str(ROOT / "train.py"), *overrides, *extra, run_dir_option]
             if subprocess.run(command, cwd=ROOT).returncode != 0:
                 raise CellsegError(f"{run_dir}: the run {name} failed (its output is above); fix it and run again")
             if not finished(run_dir, [*overrides, *extra]):

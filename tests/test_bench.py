@@ -232,12 +232,14 @@ def test_every_ablation_variant_computes_the_same_logits():
 def test_peak_memory_is_the_prediction_process_own(tmp_path):
     from cellseg.bench.pipeline import peak_memory_gb
 
-    ckpt = bench.untrained_checkpoint(bench.MODELS["googlenet_skip"], tmp_path)
+    folder = tmp_path / "my models é"  # predict.py's options are quoted for Hydra's lexer
+    folder.mkdir()
+    ckpt = bench.untrained_checkpoint(bench.MODELS["googlenet_skip"], folder)
     ballast = np.ones((3 * 1024**3) // 8)  # 3 GB in this process must not show in the child's figure
-    peak = peak_memory_gb(ckpt, tmp_path, "cpu", side=256)
+    peak = peak_memory_gb(ckpt, folder, "cpu", side=256)
     assert ballast.sum() > 0
     assert 0.1 < peak < 3.0
-    assert (tmp_path / "big_out" / "big_labels.tif").is_file()
+    assert (folder / "big_out" / "big_labels.tif").is_file()
 
 
 def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
@@ -246,11 +248,12 @@ def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
 
     ckpt = bench.untrained_checkpoint(bench.MODELS["googlenet_fcn"], tmp_path)
     frames, _, _ = generate_movie(n_frames=2, shape=(128, 128), n_cells=2, seed=0)
-    peaks = movie_peak_gb(ckpt, frames, (2, 5), tmp_path / "long", "cpu")
+    folder = tmp_path / "long movie é"  # predict.py's options are quoted for Hydra's lexer
+    peaks = movie_peak_gb(ckpt, frames, (2, 5), folder, "cpu")
     assert sorted(peaks) == [2, 5] and all(0.05 < gb < 3.0 for gb in peaks.values())
-    labels = tifffile.imread(tmp_path / "long" / "out_5" / "movie_5_labels.tif")
+    labels = tifffile.imread(folder / "out_5" / "movie_5_labels.tif")
     assert labels.shape == (5, 128, 128)  # the whole movie went through predict.py
-    assert not list((tmp_path / "long").glob("movie_*.tif"))  # the inputs are removed after use
+    assert not list(folder.glob("movie_*.tif"))  # the inputs are removed after use
 
 
 @pytest.mark.parametrize(

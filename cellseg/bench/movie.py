@@ -20,6 +20,7 @@ from cellseg.inference.inputs import plan_sources
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import OutputOptions, PredictionRun
 from cellseg.tracking.tracker import OverlapTracker
+from cellseg.utils.task import path_override
 
 GOWT1_MOVIE = Path(__file__).resolve().parents[3] / "shared" / "data" / "ctc" / "Fluo-N2DH-GOWT1" / "02"
 
@@ -119,8 +120,10 @@ def movie_peak_gb(ckpt: Path, frames: np.ndarray, counts: tuple[int, ...], folde
         write_long_movie(movie, frames, count)
         command = [
             sys.executable, "-c", PEAK_RSS_RUNNER, str(Path(__file__).resolve().parents[2] / "predict.py"),
-            f"ckpt={ckpt}", f"input={movie}", f"output={folder / f'out_{count}'}", f"device={device}",
-            f"hydra.run.dir={folder / 'hydra'}", "compile=false",  # compiling is a constant, not a length cost
+            path_override("ckpt", ckpt), path_override("input", movie),
+            path_override("output", folder / f"out_{count}"), f"device={device}",
+            path_override("hydra.run.dir", folder / "hydra"),
+            "compile=false",  # compiling is a constant, not a length cost
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True)
         peak = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("VmHWM")]

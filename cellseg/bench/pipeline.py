@@ -20,6 +20,7 @@ from cellseg.data.synthetic import synthetic_frame
 from cellseg.inference.inputs import plan_sources
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.run import OutputOptions, PredictionRun
+from cellseg.utils.task import path_override
 
 GOWT1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "gowt1"
 
@@ -109,9 +110,9 @@ def peak_memory_gb(ckpt: Path, folder: Path, device: str, side: int = 4096) -> f
     tifffile.imwrite(folder / "big.tif", image)
     root = Path(__file__).resolve().parents[2]
     command = [
-        sys.executable, "-c", PEAK_RSS_RUNNER, str(root / "predict.py"), f"ckpt={ckpt}",
-        f"input={folder / 'big.tif'}", f"output={folder / 'big_out'}", f"device={device}", "overwrite=true",
-        f"hydra.run.dir={folder / 'hydra'}",
+        sys.executable, "-c", PEAK_RSS_RUNNER, str(root / "predict.py"), path_override("ckpt", ckpt),
+        path_override("input", folder / "big.tif"), path_override("output", folder / "big_out"), f"device={device}",
+        "overwrite=true", path_override("hydra.run.dir", folder / "hydra"),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     peak = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("VmHWM")]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_dir
@@ -56,6 +58,14 @@ RUN_SETTINGS = ("hydra.run.", "hydra.job.", "hydra.output_subdir", "hydra.verbos
 def _quoted(key: str, value: str) -> str:
     """``key=value`` quoted for Hydra inside the shell's double quotes."""
     return f"{key}=\"'{value}'\"" if "'" not in value else f'{key}="\\"{value}\\""'
+
+
+def path_override(key: str, path: str | Path) -> str:
+    """``key='path'`` for a command line cellseg builds: Hydra's override lexer rejects spaces
+    and non-ASCII letters outside quotes; backslashes before a quote (or the closing one) are
+    doubled."""
+    quoted = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), str(path))
+    return f"{key}='{quoted}'"
 
 
 def _refuse(message: str) -> NoReturn:
