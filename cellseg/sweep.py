@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from cellseg.outputs.atomic import write_with
 
+log = logging.getLogger(__name__)
 COLUMNS = ("val/seg", "val/ap50", "val/auc")
 
 
@@ -21,12 +23,18 @@ def summarize(sweep_dir: str | Path, metric: str = "val/seg", mode: str = "max")
     """Collect every job's ``result.json`` under ``sweep_dir``, sorted best first."""
     rows = []
     for path in sorted(Path(sweep_dir).glob("*/result.json")):
-        result = json.loads(path.read_text())
-        best = result.get("best") or {}
+        try:
+            result = json.loads(path.read_text())
+            best, overrides = result.get("best") or {}, result.get("overrides", [])
+            if not isinstance(best, dict) or not isinstance(overrides, list):
+                raise TypeError("not train.py's record")
+        except (ValueError, TypeError, AttributeError, OSError) as err:
+            log.warning("%s: left out of the sweep summary, unreadable (%s: %s)", path, type(err).__name__, err)
+            continue
         rows.append(
             {
                 "job": path.parent.name,
-                "overrides": " ".join(result.get("overrides", [])),
+                "overrides": " ".join(map(str, overrides)),
                 metric: best.get(metric),
                 **{column: best.get(column) for column in COLUMNS if column != metric},
                 "step": best.get("step"),

@@ -285,6 +285,18 @@ def test_bad_arguments_are_refused_before_any_measuring(args, message, trained_c
     assert (tmp_path / "kept.json").read_text() == "an earlier report"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "abc"], "argument --frames: invalid int value: 'abc'"),
+        (["--foo"], "unrecognized arguments: --foo"),
+    ],
+)
+def test_argparse_errors_are_one_line(args, message):
+    with pytest.raises(CellsegError, match=re.escape(f"{message}; python -m cellseg.bench --help lists the options")):
+        bench.parse_args(args)
+
+
 def test_a_bad_argument_is_one_line_and_exit_2():
     result = subprocess.run(
         [sys.executable, "-m", "cellseg.bench", "--quick", "--side", "33"], cwd=ROOT, capture_output=True, text=True

@@ -113,3 +113,17 @@ def test_optuna_search_returns_the_monitored_metric(synthetic_overrides, tmp_pat
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert len(summary) == 2
     assert best == pytest.approx(summary["val/seg"].max())
+
+
+def test_summary_leaves_out_unreadable_job_records_by_name(tmp_path, caplog):
+    from cellseg.sweep import summarize
+
+    for job, record in (("0", '{"overrides": ["seed=1"], "best": {"val/seg": 0.5, "step": 10}}'), ("1", '{"overr'),
+                        ("2", '{"overrides": "seed=2", "best": {}}'), ("3", '["a list"]'),
+                        ("4", '{"overrides": ["seed=3"], "best": {"val/seg": 0.7, "step": 20}}')):  # fmt: skip
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "result.json").write_text(record)
+    table = summarize(tmp_path)
+    assert table["job"].tolist() == ["4", "0"]  # best first, the unreadable ones left out
+    for job in ("1", "2", "3"):
+        assert f"{tmp_path / job / 'result.json'}: left out of the sweep summary" in caplog.text

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import torch
@@ -76,8 +77,15 @@ def compiled_run(ckpt: Path, device: torch.device, paths: list[Path], folder: Pa
     }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one :class:`CellsegError` line instead of usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CellsegError(f"{message}; python -m cellseg.bench --help lists the options")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, help="a trained googlenet_fcn checkpoint")
     parser.add_argument("--skip-ckpt", type=Path, help="a trained googlenet_skip checkpoint")
     parser.add_argument("--run", type=Path, help="a mes_edge_weight run folder (time to best val/seg)")
