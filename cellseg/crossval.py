@@ -58,6 +58,8 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         options["seeds"] = [int(s) for s in options["seeds"].strip("[]").split(",") if s.strip()]
     except ValueError:
         raise CellsegError(f"seeds={options['seeds']}: give whole numbers, e.g. seeds=[1,2,3]") from None
+    if any(not 0 <= seed < 2**32 for seed in options["seeds"]):
+        raise CellsegError(f"seeds={options['seeds']}: seeds are whole numbers from 0 to 4294967295")
     if not options["seeds"]:
         raise CellsegError("seeds=[]: give at least one seed, e.g. seeds=[1,2,3]")
     if len(set(options["seeds"])) < len(options["seeds"]):

@@ -271,6 +271,7 @@ def test_long_movie_peak_memory_runs_predict_on_each_length(tmp_path):
         (["--output", "{tmp}"], "is a folder; give the report's file name"),
         (["--run", "{tmp}/norows"], "no validation row with a val/seg"),
         (["--ckpt", "{tmp}/crafted.ckpt"], "crafted.ckpt: the model spec is not a dict with a _target_ name"),
+        (["--skip-ckpt", "{tmp}/short.ckpt"], "short.ckpt: weights do not fit"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_measuring(args, message, trained_ckpt, tmp_path):
@@ -280,6 +281,9 @@ def test_bad_arguments_are_refused_before_any_measuring(args, message, trained_c
     crafted = torch.load(trained_ckpt, weights_only=True)
     crafted["hyper_parameters"]["net"] = "abc"  # passes the checkpoint's own checks, not the model spec's
     torch.save(crafted, tmp_path / "crafted.ckpt")
+    short = torch.load(trained_ckpt, weights_only=True)
+    short["state_dict"].pop("net.encoder.stages.stem.0.conv.weight")  # a tensor missing
+    torch.save(short, tmp_path / "short.ckpt")
     with pytest.raises(CellsegError, match=re.escape(message)):
         bench.check_args(bench.parse_args([a.format(tmp=tmp_path, skip=trained_ckpt) for a in args]))
     assert (tmp_path / "kept.json").read_text() == "an earlier report"

@@ -172,7 +172,7 @@ def test_crossval_options_are_checked():
         {"folds": "none", "seeds": [4, 5], "out": None},
         ["data.x=1"],
     )
-    for bad in (["folds=kfold"], ["seeds=[a]"], ["seeds=[]"], ["seeds=[1,1]"], ["--cfg", "job"]):
+    for bad in (["folds=kfold"], ["seeds=[a]"], ["seeds=[]"], ["seeds=[1,1]"], ["seeds=[-1]"], ["--cfg", "job"]):
         with pytest.raises(CellsegError):
             parse(bad)
 

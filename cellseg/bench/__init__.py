@@ -34,10 +34,10 @@ from cellseg.bench import ablation, hardware, movie, pipeline, training
 from cellseg.checkpoint import load_checkpoint
 from cellseg.errors import CellsegError
 from cellseg.inference.malloc import keep_freed_memory
-from cellseg.inference.predictor import Predictor, load_net, resolve_precision
+from cellseg.inference.predictor import Predictor, load_net, resolve_precision, saved_threshold
 from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
-from cellseg.models.registry import NETS, build_net, checked_spec
+from cellseg.models.registry import build_net
 from cellseg.outputs.atomic import write_json
 from cellseg.utils.subnormals import flush_subnormals_to_zero
 
@@ -125,9 +125,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise CellsegError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
     for flag, path, name in (("--ckpt", args.ckpt, "googlenet_fcn"), ("--skip-ckpt", args.skip_ckpt, "googlenet_skip")):
         if path is not None:
-            spec = load_checkpoint(path)["hyper_parameters"]["net"]
-            checked_spec(spec, NETS, "model", f"{flag} {path}")
-            target = spec["_target_"]
+            checkpoint = load_checkpoint(path)
+            load_net(checkpoint, path)  # its spec and every weight, before any measuring
+            saved_threshold(checkpoint, path)
+            target = checkpoint["hyper_parameters"]["net"]["_target_"]
             if target != MODELS[name]:
                 raise CellsegError(f"{flag} {path}: holds a {target.rsplit('.', 1)[-1]}, not a {name} checkpoint")
     if args.run is not None:
