@@ -252,6 +252,12 @@ def test_overwrite_replaces_only_an_earlier_package(case, trained_ckpt, sample, 
     assert (output if output.is_file() else output / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("name", ["     ", "abc", "a/b/c/d"])
+def test_unusable_package_names_are_refused(name):
+    with pytest.raises(CellsegError, match=re.escape(f"name={name!r}: use 5 to 64 letters")):
+        parse(["ckpt=a.ckpt", "output=b.zip", "sample=c.tif", f"name={name}"])
+
+
 def test_crafted_training_records_are_left_out_of_the_description():
     checkpoint = {"global_step": "abc", "callbacks": "abc"}
     assert best_validation(checkpoint) == {} and trained_steps(checkpoint) == 0

@@ -59,8 +59,8 @@ def parse(argv: list[str]) -> Options:
     if crop < MULTIPLE or crop % MULTIPLE:
         raise CellsegError(f"crop={crop}: use a multiple of {MULTIPLE} (e.g. 256)")
     name = values["name"]
-    if name is not None and (not 5 <= len(name) <= 64 or set(name) - NAME_CHARS):
-        raise CellsegError(f"name={name}: use 5 to 64 letters, digits, spaces and _+-() (bioimage.io's rule)")
+    if name is not None and (not 5 <= len(name) <= 64 or set(name) - NAME_CHARS or not name.strip()):
+        raise CellsegError(f"name={name!r}: use 5 to 64 letters, digits, spaces and _+-() (bioimage.io's rule)")
     authors = [a.strip() for a in values["authors"].split(";") if a.strip()]
     if not authors or any("/" in a for a in authors):
         raise CellsegError(
