@@ -135,11 +135,13 @@ def check_args(args: argparse.Namespace) -> None:
         history = args.run / "validation.csv"
         if not history.is_file():
             raise CellsegError(f"--run {args.run}: no validation.csv there; give a train.py run folder")
-        with history.open() as file:
-            columns = file.readline().strip().split(",")
-        if not {"step", "elapsed_s", "val/seg"} <= set(columns):
+        try:
+            rows = pd.read_csv(history)
+        except (ValueError, UnicodeDecodeError) as err:  # pandas' EmptyDataError and ParserError included
+            raise CellsegError(f"{history}: cannot be read ({type(err).__name__}); give a train.py run folder") from err
+        if not {"step", "elapsed_s", "val/seg"} <= set(rows.columns):
             raise CellsegError(f"{history}: no step, elapsed_s and val/seg columns; give a train.py run folder")
-        if pd.to_numeric(pd.read_csv(history)["val/seg"], errors="coerce").isna().all():
+        if pd.to_numeric(rows["val/seg"], errors="coerce").isna().all():
             raise CellsegError(f"{history}: no validation row with a val/seg; give a run that validated")
     if not args.output.parent.is_dir():
         raise CellsegError(f"--output {args.output}: its folder does not exist")

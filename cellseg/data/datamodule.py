@@ -16,7 +16,7 @@ from skimage.segmentation import clear_border
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cellseg.data.layouts import AnnotatedFrame, find_frames
-from cellseg.data.normalize import percentile_normalize
+from cellseg.data.normalize import check_finite, percentile_normalize
 from cellseg.data.synthetic import generate
 from cellseg.data.targets import make_targets
 from cellseg.data.transforms import (
@@ -337,11 +337,7 @@ class CellDataModule(L.LightningDataModule):
                     f"{item.image_path}: image {image.shape[0]}x{image.shape[1]} is smaller than "
                     f"data.crop_size={self.crop_size}; lower data.crop_size"
                 )
-            if image.dtype.kind == "f" and not np.isfinite(image).all():
-                bad = int((~np.isfinite(image)).sum())
-                raise CellsegError(
-                    f"{item.image_path}: {bad} NaN or infinite pixels; replace them (e.g. by 0) or leave the frame out"
-                )
+            check_finite(image, str(item.image_path), "replace them (e.g. by 0) or leave the frame out")
             if labels.max() == 0:  # a corrected frame whose every detection was false
                 log.warning("%s (frame %s): mask has no cells; it trains as background only", item.mask_path, item.name)
             image = percentile_normalize(image, self.norm["low"], self.norm["high"], str(item.image_path))

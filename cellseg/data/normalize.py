@@ -27,6 +27,13 @@ def percentiles(image: np.ndarray, q: tuple[float, ...]) -> list[float]:
     return result
 
 
+def check_finite(image: np.ndarray, name: str, advice: str) -> None:
+    """Refuse an image with NaN or infinite pixels, in one line naming it and what to do."""
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        raise CellsegError(f"{name}: {bad} NaN or infinite pixels; {advice}")
+
+
 def percentile_normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8, name: str = "image") -> np.ndarray:
     """Map the ``low`` and ``high`` intensity percentiles of ``image`` to 0 and 1 (float32).
 

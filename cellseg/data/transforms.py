@@ -102,17 +102,17 @@ def jitter_intensity(
     trained on clipped crops missed fewer small and dim nuclei (20 against 26 markers a run,
     three seeds each) and scored the same SEG.
     """
+    def bounded(changed: np.ndarray) -> np.ndarray:  # each step's result is a new array
+        return np.clip(changed, 0.0, 1.0, out=changed) if clip else changed
+
     image = np.asarray(image, np.float32)
-    low, high = (0.0, 1.0) if clip else (-np.inf, np.inf)
     if rng.random() < 0.8:
-        image = image * np.float32(1 + rng.uniform(-gain, gain)) + np.float32(rng.uniform(-offset, offset))
-        image = np.clip(image, low, high)
+        image = bounded(image * np.float32(1 + rng.uniform(-gain, gain)) + np.float32(rng.uniform(-offset, offset)))
     if rng.random() < 0.5:
-        image = image + rng.normal(0.0, rng.uniform(0.0, max_noise), size=image.shape).astype(np.float32)
-        image = np.clip(image, low, high)
+        image = bounded(image + rng.normal(0.0, rng.uniform(0.0, max_noise), size=image.shape).astype(np.float32))
     if rng.random() < 0.2:
-        image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.1, max_blur)), borderType=cv2.BORDER_REFLECT_101)
-        image = np.clip(image, low, high)
+        sigma = float(rng.uniform(0.1, max_blur))
+        image = bounded(cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101))
     return image
 
 

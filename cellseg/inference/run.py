@@ -27,7 +27,7 @@ import pandas as pd
 import tifffile
 from rich.progress import Progress
 
-from cellseg.data.normalize import contrast_to_noise
+from cellseg.data.normalize import check_finite, contrast_to_noise
 from cellseg.errors import CellsegError
 from cellseg.evaluate import Evaluator, find_mask
 from cellseg.inference.inputs import BadFrame, Source
@@ -438,9 +438,7 @@ def check_frame(raw: np.ndarray, name: str, shape: tuple[int, int] | None, min_s
         raise CellsegError(f"{name}: expected a 2-D frame, got shape {raw.shape}")
     if shape is not None and raw.shape != shape:
         raise CellsegError(f"{name}: frame of shape {raw.shape} in a movie of {shape} frames")
-    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-        bad = int((~np.isfinite(raw)).sum())
-        raise CellsegError(f"{name}: {bad} NaN or infinite pixels; replace them (e.g. by 0) before segmenting")
+    check_finite(raw, name, "replace them (e.g. by 0) before segmenting")
     snr = contrast_to_noise(raw)
     if snr < min_snr:
         raise CellsegError(
