@@ -20,7 +20,7 @@ from cellseg.data.layouts import detect_layout, find_frames
 from cellseg.data.normalize import percentile_normalize, percentiles
 from cellseg.data.synthetic import synthetic_frame
 from cellseg.data.targets import edge_band, make_targets
-from cellseg.data.transforms import build_augment, dim_like_bleaching, jitter_intensity, window
+from cellseg.data.transforms import build_augment, dim_like_bleaching, jitter_intensity, window, window_size, zoom
 from cellseg.errors import CellsegError
 
 from .conftest import shared
@@ -134,6 +134,25 @@ def test_augmentation_moves_targets_with_the_image():
         assert np.mean((out["image"] > 0.5) == (out["masks"][0] > 0.5)) > 0.99
 
 
+def test_zoom_shows_cells_smaller_and_larger_and_keeps_targets_on_the_image():
+    disc = (np.hypot(*np.mgrid[-150:150, -150:150]) < 20).astype(np.float32)  # 1257 px
+    size = window_size(64, rotate=True, min_scale=0.5)
+    assert size == 184  # 64 * sqrt(2) / 0.5, rounded up, + 2
+    start = 150 - size // 2
+    window_ = disc[start : start + size, start : start + size]
+    rng = np.random.default_rng(1)
+    areas = []
+    for _ in range(40):
+        image, (mask,) = zoom(window_, [window_.copy()], 64, rng, (0.5, 2.0), rotate=True)
+        assert image.shape == mask.shape == (64, 64)
+        assert set(np.unique(mask)) <= {0.0, 1.0}  # targets are not blended
+        assert np.mean((image > 0.5) == (mask > 0.5)) > 0.99
+        areas.append(mask.sum())
+    assert min(areas) < 0.6 * disc.sum() and max(areas) > 1.6 * disc.sum()  # smaller and larger
+    image, _ = zoom(window_, [], 64, rng, (1.0, 1.0), rotate=False)
+    assert np.array_equal(image, window_[60:124, 60:124])  # no zoom, no turn: the central crop
+
+
 def test_flips_are_drawn_independently():
     image = np.arange(16, dtype=np.float32).reshape(4, 4)
     augment = build_augment(4, rotate90=False, rotate=False, seed=0)
@@ -200,6 +219,24 @@ def test_dim_share_of_training_crops_follows_the_option(synthetic_root):
         assert changed in expected if isinstance(expected, range) else changed == expected
     with pytest.raises(CellsegError, match=r"data.augment.dim=1.5"):
         CellDataModule(str(synthetic_root), augment={"dim": 1.5}).prepare_data()
+
+
+@pytest.mark.parametrize("scale", [[1.5, 2.0], [0.5], "ab", [0.1, 1.0], [0.5, True]])
+def test_scale_option_is_checked(synthetic_root, scale):
+    with pytest.raises(CellsegError, match=r"data.augment.scale=.*\[low,high\]"):
+        CellDataModule(str(synthetic_root), augment={"scale": scale}).prepare_data()
+
+
+def test_scaled_training_crops_follow_the_option(synthetic_root):
+    datamodule = CellDataModule(str(synthetic_root), crop_size=64, augment={"scale": [0.5, 2.0]})
+    datamodule.setup("fit")
+    assert datamodule.train_dataloader().dataset.scale == (0.5, 2.0)
+    plain = CropDataset(datamodule.train_frames, 64, 16, {}, seed=1)
+    zoomed = CropDataset(datamodule.train_frames, 64, 16, {"scale": [0.5, 2.0]}, seed=1)
+    for dataset in (plain, zoomed):
+        assert all(dataset[k]["image"].shape == (1, 64, 64) for k in range(16))
+    foreground = [float(zoomed[k]["target"][0].mean()) for k in range(16)]
+    assert np.ptp(foreground) > np.ptp([float(plain[k]["target"][0].mean()) for k in range(16)])
 
 
 def crops(dataset, sampler, num_workers=0):

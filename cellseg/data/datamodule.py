@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,13 @@ from cellseg.data.transforms import (
     seed_augment,
     window,
     window_size,
+    zoom,
 )
 from cellseg.errors import CellsegError
 from cellseg.utils.numbers import number_problem
 
 log = logging.getLogger(__name__)
+MIN_SCALE = 0.25  # data.augment.scale: the smallest zoom (and 1 / the largest)
 
 
 @dataclass
@@ -95,8 +97,12 @@ class CropDataset(Dataset):
         self.dim = float(augment.get("dim", 0.0))
         self.intensity = bool(augment.get("intensity", True))
         self.clip = bool(augment.get("clip", True))
+        self.scale = None if augment.get("scale") is None else tuple(augment["scale"])
         self.transform = build_augment(
-            crop_size, flip=augment.get("flip", True), rotate90=augment.get("rotate90", True), rotate=self.rotate
+            crop_size,
+            flip=augment.get("flip", True),
+            rotate90=augment.get("rotate90", True),
+            rotate=self.rotate and self.scale is None,  # zoom() turns zoomed crops itself
         )
         area = np.array([f.image.size for f in frames], np.float64)
         self.frame_p = area / area.sum()
@@ -109,8 +115,12 @@ class CropDataset(Dataset):
         seed_augment(self.transform, rng)
         frame = self.frames[rng.choice(len(self.frames), p=self.frame_p)]
         maps = [frame.image, frame.targets["interior"], frame.targets["edge"], frame.targets["border"]]
-        size = window_size(self.crop_size, self.rotate)
+        size = window_size(self.crop_size, self.rotate, 1.0 if self.scale is None else self.scale[0])
         (image, interior, edge, border), valid = window(maps, size, rng, self.wrap, self.seam)
+        if self.scale is not None:
+            image, (interior, edge, border, valid) = zoom(
+                image, [interior, edge, border, valid], self.crop_size, rng, self.scale, self.rotate
+            )
         out = self.transform(image=image, masks=[interior, edge, border, valid])
         interior, edge, border, valid = out["masks"]
         image = out["image"]
@@ -287,6 +297,17 @@ class CellDataModule(L.LightningDataModule):
         dim = self.augment.get("dim", 0.0)
         if not isinstance(dim, (int, float)) or not 0 <= dim <= 1:
             raise CellsegError(f"data.augment.dim={dim!r}: the share of crops dimmed like a bleached frame, 0 to 1")
+        scale = self.augment.get("scale")
+        if scale is not None and not (
+            isinstance(scale, Sequence)
+            and len(scale) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+            and MIN_SCALE <= scale[0] <= 1 <= scale[1] <= 1 / MIN_SCALE
+        ):
+            raise CellsegError(
+                f"data.augment.scale={scale!r}: use null or [low,high] zoom factors with "
+                f"{MIN_SCALE} <= low <= 1 <= high <= {1 / MIN_SCALE:g}, e.g. [0.67,1.5]"
+            )
         for key, (kind, low, high) in NUMBER_OPTIONS.items():
             value = getattr(self, key)
             problem = None if value is None and key.endswith("_region") else number_problem(f"data.{key}", value, kind, low, high)

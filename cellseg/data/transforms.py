@@ -52,9 +52,38 @@ def window(
     return [a[rows, cols] for a in arrays], valid
 
 
-def window_size(crop_size: int, rotate: bool) -> int:
-    """Side of the window to cut so that an arbitrary rotation still fills the crop."""
-    return math.ceil(crop_size * math.sqrt(2)) + 2 if rotate else crop_size
+def window_size(crop_size: int, rotate: bool, min_scale: float = 1.0) -> int:
+    """Side of the window to cut so that an arbitrary rotation, and a zoom by ``min_scale``
+    (< 1 shrinks the content), still fill the crop."""
+    if not rotate and min_scale >= 1:
+        return crop_size
+    side = crop_size * math.sqrt(2) if rotate else crop_size
+    return math.ceil(side / min(min_scale, 1.0)) + 2
+
+
+def zoom(
+    image: np.ndarray,
+    maps: list[np.ndarray],
+    crop_size: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float],
+    rotate: bool,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The central ``crop_size`` square of a window zoomed by a factor drawn log-uniformly from
+    ``scale`` (and turned by a random angle when ``rotate``), so that cells are seen smaller and
+    larger than annotated. One warp straight to the crop: the image is interpolated linearly,
+    the target ``maps`` nearest. The window must be :func:`window_size` with ``min_scale``."""
+    factor = float(np.exp(rng.uniform(math.log(scale[0]), math.log(scale[1]))))
+    angle = float(rng.uniform(-180.0, 180.0)) if rotate else 0.0
+    centre = ((image.shape[1] - 1) / 2, (image.shape[0] - 1) / 2)
+    matrix = cv2.getRotationMatrix2D(centre, angle, factor)
+    matrix[:, 2] += (crop_size - 1) / 2 - np.array(centre)
+    size = (crop_size, crop_size)
+
+    def warp(array: np.ndarray, flags: int) -> np.ndarray:
+        return cv2.warpAffine(array, matrix, size, flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+
+    return warp(image, cv2.INTER_LINEAR), [warp(m, cv2.INTER_NEAREST) for m in maps]
 
 
 def build_augment(
