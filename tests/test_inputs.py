@@ -291,6 +291,12 @@ def test_paths_with_hydra_syntax_get_one_line_on_how_to_quote(value, quoted, cap
         ("train", ["hardware=nonexistent"], "hardware=nonexistent: no such hardware config; use one of auto, cpu"),
         ("train", ["trainer.max_stepz=5"], "unknown option trainer.max_stepz (did you mean trainer.max_steps?)"),
         ("train", ["+experiment=nope"], "experiment=nope: no such experiment config; use one of bacteria_edge"),
+        ("train", ["-m", "nope=1"], "unknown option nope;"),  # a sweep's jobs are composed first
+        ("train", ["-m", "+sweep=nope"], "sweep=nope: no such sweep config; use one of mes_edge_weight"),
+        ("train", ["-m", "seed=1,2", "model=googlenet_fcn,nope"], "model=nope: no such model config"),
+        ("train", ["+sweep=mes_edge_weight", "hardware=nope"], "hardware=nope: no such hardware config"),
+        ("train", ["seed=1,2"], "seed=1,2 is a sweep: add -m to run one job for each value; for one value write"),
+        ("train", ["model=glob(*)"], "model=glob(*) is a sweep: add -m to run one job for each value"),
         (
             "predict",
             ["ckpt=a", "input=b", "postprocess.h=3"],
@@ -317,10 +323,26 @@ def test_options_hydra_cannot_compose_are_one_line(config, argv, message, capsys
         ["hydra.mode=MULTIRUN", "seed=1,2"],
         ["-m", "data.root=/a,/b"],  # a sweep over paths
         ["hydra.searchpath=[file:///nowhere]", "+experiment=mine"],  # left to Hydra
+        ["+hparams_search=mes_optuna", "trainer.max_steps=1"],
+        ["-m", "seed=range(1,3)", "model=glob(*)", "loss.edge_weight=interval(1,2)", "hydra.sweep.dir=/tmp/x"],
     ],
 )
 def test_commands_hydra_accepts_pass_the_check(argv):
     check_arguments(argv, "train")  # no exit
+
+
+@pytest.mark.parametrize(("key", "below"), [("hydra.run.dir", ""), ("hydra.sweep.dir", "/sub")])
+def test_run_and_sweep_folders_under_a_file_are_one_line(tmp_path, key, below, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("kept")
+    argv = [f"{key}={afile}{below}", *(["-m", "seed=1,2"] if "sweep" in key else [])]
+    with pytest.raises(SystemExit) as exit_info:
+        check_arguments(argv, "train")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{afile} is a file; give a folder path" in err, err
+    assert afile.read_text() == "kept"
+    check_arguments([f"{key}={tmp_path / 'new' / 'run'}"], "train")  # a new folder passes
 
 
 def test_quoted_paths_pass_and_reach_the_file(tmp_path):

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,6 +54,9 @@ PATH_KEYS = ("ckpt", "input", "output", "gt", "init_from", "ckpt_path", "data.ro
 # launcher) change what composes, so the check leaves those command lines to Hydra
 MULTIRUN_ARGS = ("hydra.mode=MULTIRUN", "sweep=", "hparams_search=")
 RUN_SETTINGS = ("hydra.run.", "hydra.job.", "hydra.output_subdir", "hydra.verbose")
+SWEEP_SETTINGS = ("hydra.sweep.", "hydra.mode=")  # a sweep's folder and mode leave its jobs' configs as they are
+OUTPUT_DIRS = ("hydra.run.dir", "hydra.sweep.dir")
+LISTED_SWEEPS = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)  # not glob, interval
 
 
 def _quoted(key: str, value: str) -> str:
@@ -75,11 +79,12 @@ def _refuse(message: str) -> NoReturn:
 
 def check_arguments(argv: list[str], config_name: str | None = None) -> None:
     """Stop with one line (exit code 2) where Hydra would reject the command line with its own
-    multi-line message: a path it cannot parse, and with ``config_name`` an unknown option or
-    config group choice. Sweeps and Hydra's own settings are left to Hydra."""
+    multi-line message: a path it cannot parse, a run or sweep folder under a file, and with
+    ``config_name`` an unknown option or config group choice, in a sweep for each listed value
+    (see :func:`first_jobs`). Command lines with other Hydra settings are left to Hydra."""
     parser = OverridesParser.create()
     multirun = any(arg in ("-m", "--multirun") or arg.lstrip("+").startswith(MULTIRUN_ARGS) for arg in argv)
-    sweeps = False
+    first_sweep = None
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or arg.startswith("-") or value[:1] in ("'", '"'):
@@ -94,16 +99,64 @@ def check_arguments(argv: list[str], config_name: str | None = None) -> None:
         except HydraException:
             parsed = None
         swept = parsed is not None and parsed.is_sweep_override()
-        sweeps = sweeps or swept
+        first_sweep = first_sweep or (arg if swept else None)
         one_path = parsed is not None and isinstance(parsed.value(), (str, type(None)))
         if key.lstrip("+~") in PATH_KEYS and not one_path and not (multirun and swept):  # -m input=a,b sweeps
             _refuse(f"{key}={value}: Hydra does not read this as one path; write {_quoted(key, value)}")
         if parsed is None:
             _refuse(f"{arg}: Hydra cannot parse this override; quote the value: {_quoted(key, value)}")
+    if first_sweep and not multirun:
+        key, _, value = first_sweep.partition("=")
+        single = (
+            f"; for one value write {key}=[{value}] (a list) or {_quoted(key, value)} (a string)"
+            if parser.parse_override(first_sweep).value_type == ValueType.SIMPLE_CHOICE_SWEEP
+            else ""
+        )
+        _refuse(f"{first_sweep} is a sweep: add -m to run one job for each value{single}")
     hydra_settings = [a for a in argv if a.lstrip("+~").startswith("hydra")]
-    plain_run = not (multirun or sweeps or any(arg.startswith("-") for arg in argv))  # --cfg, --help
-    if config_name and plain_run and all(a.lstrip("+~").startswith(RUN_SETTINGS) for a in hydra_settings):
-        check_composes([a for a in argv if a not in hydra_settings], config_name)
+    for arg in hydra_settings:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key in OUTPUT_DIRS:
+            check_output_dir(key, parser.parse_override(arg).value())
+    flags = [arg for arg in argv if arg.startswith("-") and arg not in ("-m", "--multirun")]  # --cfg, --help
+    settings = RUN_SETTINGS + (SWEEP_SETTINGS if multirun else ())
+    if config_name and not flags and all(a.lstrip("+~").startswith(settings) for a in hydra_settings):
+        overrides = [a for a in argv if a not in hydra_settings and a not in ("-m", "--multirun")]
+        for job in first_jobs(overrides, parser) if multirun else [overrides]:
+            check_composes(job, config_name)
+
+
+def check_output_dir(key: str, value: object) -> None:
+    """Refuse a run or sweep folder that is, or lies under, a file (Hydra's mkdir would be a
+    FileExistsError traceback after the command line was accepted)."""
+    if not isinstance(value, str) or "${" in value:
+        return
+    path = Path(value).expanduser()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                _refuse(f"{key}={value}: {folder} is a file; give a folder path (new or existing)")
+            return
+
+
+def first_jobs(overrides: list[str], parser: OverridesParser) -> list[list[str]]:
+    """Command lines that together show every value of a sweep once: each value of each
+    swept option with the other sweeps at their first value (the jobs' configs compose from
+    these; a sweep Hydra cannot list, e.g. an optuna interval, is left out)."""
+    fixed: list[str] = []
+    swept: list[list[str]] = []
+    for arg in overrides:
+        parsed = parser.parse_override(arg)
+        if not parsed.is_sweep_override():
+            fixed.append(arg)
+            continue
+        if parsed.value_type in LISTED_SWEEPS:
+            swept.append([f"{parsed.get_key_element()}={v}" for v in parsed.sweep_string_iterator()])
+    firsts = [values[0] for values in swept if values]
+    jobs = [fixed + firsts]
+    for i, values in enumerate(swept):
+        jobs += [fixed + firsts[:i] + [value] + firsts[i + 1 :] for value in values[1:]]
+    return jobs
 
 
 def check_composes(overrides: list[str], config_name: str) -> None:
