@@ -15,7 +15,7 @@ import torch
 from torchmetrics.classification import BinaryROC
 
 from cellseg import metrics
-from cellseg.data.io import is_image_file, read_image
+from cellseg.data.io import as_labels, is_image_file, read_image
 from cellseg.data.targets import edge_band
 from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import write_json, write_with
@@ -61,11 +61,7 @@ class Evaluator:
                 f"{path}: mask shape {masks.shape} does not match image {image.name} "
                 f"({n_frames} frame(s) of {shape}); pair each image with its own mask"
             )
-        if not np.issubdtype(masks.dtype, np.integer):
-            raise CellsegError(f"{path}: masks must be integer instance labels, not {masks.dtype}")
-        if masks.size and (int(masks.max()) > np.iinfo(np.int32).max or int(masks.min()) < 0):
-            raise CellsegError(f"{path}: labels must lie in 0..{np.iinfo(np.int32).max}; renumber the cells 1..N")
-        return masks.astype(np.int32)
+        return as_labels(masks, path)  # the checks training applies to its masks
 
     def add(
         self, name: str, normalized: np.ndarray, truth: np.ndarray, prob: np.ndarray | None, labels: np.ndarray

@@ -248,5 +248,19 @@ def test_ground_truth_ids_past_int32_are_refused_not_wrapped(tmp_path):
     (tmp_path / "gt").mkdir()
     tifffile.imwrite(tmp_path / "gt" / "a.tif", np.array([[0, 3_000_000_000], [0, 0]], np.uint32))
     evaluator = Evaluator(tmp_path / "gt", tmp_path, edge_width=1, val_roc=None)
-    with pytest.raises(CellsegError, match=r"a.tif: labels must lie in 0..2147483647; renumber the cells 1..N"):
+    with pytest.raises(CellsegError, match=r"a.tif: label 3000000000 is past 2147483647; renumber the cells 1..N"):
         evaluator.masks_for(tmp_path / "a.tif", 1, (2, 2))
+
+
+def test_ground_truth_is_read_as_training_reads_masks(tmp_path):
+    """Whole-valued float masks, which training accepts, score; fractional or negative ones
+    are refused with the same line training gives."""
+    (tmp_path / "gt").mkdir()
+    evaluator = Evaluator(tmp_path / "gt", tmp_path, edge_width=1, val_roc=None)
+    tifffile.imwrite(tmp_path / "gt" / "a.tif", np.array([[[0, 2], [2, 1]], [[1, 0], [0, 0]]], np.float32))
+    masks = evaluator.masks_for(tmp_path / "a.tif", 2, (2, 2))
+    assert masks.dtype == np.int32 and masks.tolist() == [[[0, 2], [2, 1]], [[1, 0], [0, 0]]]
+    for value, message in ((1.5, "fractional values"), (-1.0, "negative values")):
+        tifffile.imwrite(tmp_path / "gt" / "a.tif", np.array([[0, value], [0, 0]], np.float32))
+        with pytest.raises(CellsegError, match=rf"a.tif: label image has {message}"):
+            evaluator.masks_for(tmp_path / "a.tif", 1, (2, 2))

@@ -158,15 +158,20 @@ def annotated_pages(path: Path) -> tuple[int, list[int]] | None:
 def read_labels(path: str | Path, page: int | None = None) -> np.ndarray:
     """Read an instance-label image (0 = background, 1..N = cells) as int32; ``page``: that
     frame of a mask stack."""
-    labels = as_2d(read_image(path) if page is None else read_page(path, page), path)
+    return as_labels(as_2d(read_image(path) if page is None else read_page(path, page), path), path)
+
+
+def as_labels(labels: np.ndarray, path: str | Path) -> np.ndarray:
+    """Instance labels as int32, refused in one line naming ``path`` when they are not whole
+    numbers in 0..2147483647 (whole-valued float masks, as some tools save them, are accepted)."""
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.equal(np.mod(labels, 1), 0)):
             raise CellsegError(
                 f"{path}: label image has fractional values; save instance labels as integers"
             )
-    if labels.min() < 0:
+    if labels.size and labels.min() < 0:
         raise CellsegError(f"{path}: label image has negative values; 0 must be background")
-    if labels.max() > np.iinfo(np.int32).max:  # would wrap negative
+    if labels.size and labels.max() > np.iinfo(np.int32).max:  # would wrap negative
         raise CellsegError(f"{path}: label {int(labels.max())} is past 2147483647; renumber the cells 1..N")
     return labels.astype(np.int32)
 

@@ -1,5 +1,5 @@
-"""Random training crops: a circular-shift ("roll") window, albumentations' geometry, then
-intensity changes (clipped to [0, 1] by default, as albumentations clips them).
+"""Random training crops: a circular-shift ("roll") window, an optional zoom, albumentations'
+geometry, then intensity changes (clipped to [0, 1] by default, as albumentations clips them).
 
 A roll by (dy, dx) followed by a crop is the same as cutting the crop out of the frame
 with wrap-around indexing, which is what :func:`window` does without copying the frame.

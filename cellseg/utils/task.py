@@ -142,7 +142,8 @@ def check_output_dir(key: str, value: object) -> None:
 def first_jobs(overrides: list[str], parser: OverridesParser) -> list[list[str]]:
     """Command lines that together show every value of a sweep once: each value of each
     swept option with the other sweeps at their first value (the jobs' configs compose from
-    these; a sweep Hydra cannot list, e.g. an optuna interval, is left out)."""
+    these). A range counts by its first value; a sweep Hydra cannot list (glob, an optuna
+    interval) is left out."""
     fixed: list[str] = []
     swept: list[list[str]] = []
     for arg in overrides:
@@ -151,8 +152,10 @@ def first_jobs(overrides: list[str], parser: OverridesParser) -> list[list[str]]
             fixed.append(arg)
             continue
         if parsed.value_type in LISTED_SWEEPS:
-            swept.append([f"{parsed.get_key_element()}={v}" for v in parsed.sweep_string_iterator()])
-    firsts = [values[0] for values in swept if values]
+            values = [f"{parsed.get_key_element()}={v}" for v in parsed.sweep_string_iterator()]
+            if values:  # an empty range runs no job; Hydra says so
+                swept.append(values[:1] if parsed.is_range_sweep() else values)  # a range: numbers alike
+    firsts = [values[0] for values in swept]
     jobs = [fixed + firsts]
     for i, values in enumerate(swept):
         jobs += [fixed + firsts[:i] + [value] + firsts[i + 1 :] for value in values[1:]]
