@@ -104,6 +104,7 @@ class CropDataset(Dataset):
             rotate90=augment.get("rotate90", True),
             rotate=self.rotate and self.scale is None,  # zoom() turns zoomed crops itself
         )
+        self.window = window_size(crop_size, self.rotate, 1.0 if self.scale is None else self.scale[0])
         area = np.array([f.image.size for f in frames], np.float64)
         self.frame_p = area / area.sum()
 
@@ -115,8 +116,7 @@ class CropDataset(Dataset):
         seed_augment(self.transform, rng)
         frame = self.frames[rng.choice(len(self.frames), p=self.frame_p)]
         maps = [frame.image, frame.targets["interior"], frame.targets["edge"], frame.targets["border"]]
-        size = window_size(self.crop_size, self.rotate, 1.0 if self.scale is None else self.scale[0])
-        (image, interior, edge, border), valid = window(maps, size, rng, self.wrap, self.seam)
+        (image, interior, edge, border), valid = window(maps, self.window, rng, self.wrap, self.seam)
         if self.scale is not None:
             image, (interior, edge, border, valid) = zoom(
                 image, [interior, edge, border, valid], self.crop_size, rng, self.scale, self.rotate

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ValueType
+from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,7 +84,7 @@ def check_arguments(argv: list[str], config_name: str | None = None) -> None:
     (see :func:`first_jobs`). Command lines with other Hydra settings are left to Hydra."""
     parser = OverridesParser.create()
     multirun = any(arg in ("-m", "--multirun") or arg.lstrip("+").startswith(MULTIRUN_ARGS) for arg in argv)
-    first_sweep = None
+    first_sweep: Override | None = None
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or arg.startswith("-") or value[:1] in ("'", '"'):
@@ -99,20 +99,20 @@ def check_arguments(argv: list[str], config_name: str | None = None) -> None:
         except HydraException:
             parsed = None
         swept = parsed is not None and parsed.is_sweep_override()
-        first_sweep = first_sweep or (arg if swept else None)
+        first_sweep = first_sweep or (parsed if swept else None)
         one_path = parsed is not None and isinstance(parsed.value(), (str, type(None)))
         if key.lstrip("+~") in PATH_KEYS and not one_path and not (multirun and swept):  # -m input=a,b sweeps
             _refuse(f"{key}={value}: Hydra does not read this as one path; write {_quoted(key, value)}")
         if parsed is None:
             _refuse(f"{arg}: Hydra cannot parse this override; quote the value: {_quoted(key, value)}")
     if first_sweep and not multirun:
-        key, _, value = first_sweep.partition("=")
+        key, _, value = first_sweep.input_line.partition("=")
         single = (
             f"; for one value write {key}=[{value}] (a list) or {_quoted(key, value)} (a string)"
-            if parser.parse_override(first_sweep).value_type == ValueType.SIMPLE_CHOICE_SWEEP
+            if first_sweep.value_type == ValueType.SIMPLE_CHOICE_SWEEP
             else ""
         )
-        _refuse(f"{first_sweep} is a sweep: add -m to run one job for each value{single}")
+        _refuse(f"{first_sweep.input_line} is a sweep: add -m to run one job for each value{single}")
     hydra_settings = [a for a in argv if a.lstrip("+~").startswith("hydra")]
     for arg in hydra_settings:
         key, _, value = arg.lstrip("+~").partition("=")
