@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import statistics
 import subprocess
 import sys
 
@@ -19,7 +21,8 @@ def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 
 def test_two_job_sweep_with_wandb_offline(synthetic_overrides, tmp_path):
-    result = cli("-m", *synthetic_overrides, "loss.edge_weight=1,5", "logger=wandb", f"hydra.sweep.dir={tmp_path}")
+    overrides = [*synthetic_overrides, "data.test_frames=[syn_002]"]  # a test frame: the table gets its numbers
+    result = cli("-m", *overrides, "loss.edge_weight=1,5", "logger=wandb", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
@@ -33,6 +36,10 @@ def test_two_job_sweep_with_wandb_offline(synthetic_overrides, tmp_path):
     assert {"loss.edge_weight=1", "loss.edge_weight=5"} <= set(" ".join(summary["overrides"]).split())
     assert "summary.csv" not in result.stderr  # nothing went wrong writing it
     assert "val/seg" in result.stdout
+    for row in summary.itertuples():  # each job's test numbers, from its own record
+        tested = json.loads((tmp_path / str(row.job) / "result.json").read_text())["test"]
+        assert summary.loc[row.Index, "test/seg"] == pytest.approx(tested["seg"])
+    assert not (tmp_path / "summary_seeds.csv").exists()  # no setting ran twice
 
 
 def test_ddp_spawn_multirun_has_one_sweep_dir(synthetic_overrides, tmp_path):
@@ -127,3 +134,57 @@ def test_summary_leaves_out_unreadable_job_records_by_name(tmp_path, caplog):
     assert table["job"].tolist() == ["4", "0"]  # best first, the unreadable ones left out
     for job in ("1", "2", "3"):
         assert f"{tmp_path / job / 'result.json'}: left out of the sweep summary" in caplog.text
+
+
+def write_job(folder, job: str, overrides: list[str], val_seg: float, test_seg: float, tra: float) -> None:
+    (folder / job).mkdir()
+    record = {
+        "best": {"val/seg": val_seg, "step": 100},
+        "test": {"frames": ["t001.tif"], "seg": test_seg, "merges": 1.0},
+        "test_sequence": {"TRA": tra, "frames": 92, "seg_frames": [1, 2], "sequence": "02"},
+        "overrides": overrides,
+    }
+    (folder / job / "result.json").write_text(json.dumps(record))
+
+
+def test_seeds_of_a_setting_are_summarized_as_mean_and_sd(tmp_path):
+    from cellseg.sweep import over_seeds, summarize
+
+    runs = {  # job: (edge weight, seed, val/seg, test/seg, TRA)
+        "0": (1, 1, 0.80, 0.70, 0.950), "1": (1, 2, 0.84, 0.78, 0.960), "2": (1, 3, 0.82, 0.71, 0.970),
+        "3": (10, 1, 0.90, 0.91, 0.980), "4": (10, 2, 0.88, 0.93, 0.990), "5": (3, 1, 0.99, 0.50, 0.900),
+    }  # fmt: skip
+    for job, (weight, seed, val, test, tra) in runs.items():
+        write_job(tmp_path, job, ["+experiment=mes", f"loss.edge_weight={weight}", f"seed={seed}"], val, test, tra)
+    table = over_seeds(summarize(tmp_path))
+    weights = [f"+experiment=mes loss.edge_weight={w}" for w in (3, 10, 1)]
+    assert table["setting"].tolist() == weights  # best mean val/seg first
+    assert table["jobs"].tolist() == [1, 2, 3]
+    for weight, (_, row) in zip((3, 10, 1), table.iterrows()):
+        for column, at in (("val/seg", 2), ("test/seg", 3), ("test_sequence/TRA", 4)):
+            values = [r[at] for r in runs.values() if r[0] == weight]
+            assert row[column] == pytest.approx(statistics.mean(values))
+            assert row[f"{column} sd"] == pytest.approx(statistics.stdev(values) if len(values) > 1 else 0.0)
+    assert "test_sequence/frames" not in table and "test/frames" not in table  # counts, not scores
+
+
+def test_sweep_command_summarizes_a_folder_of_runs(tmp_path):
+    for job, seed, val in (("a", 1, 0.7), ("b", 2, 0.9)):
+        write_job(tmp_path, job, ["model=googlenet_fcn", f"seed={seed}"], val, val - 0.1, 0.98)
+    command = [sys.executable, "-m", "cellseg.sweep"]
+    result = subprocess.run([*command, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(tmp_path / "summary.csv")["job"].tolist() == ["b", "a"]
+    seeds = pd.read_csv(tmp_path / "summary_seeds.csv")
+    assert seeds["jobs"].tolist() == [2] and seeds["test/seg"].tolist() == [pytest.approx(0.7)]
+    assert "0.700 ± 0.141" in result.stdout  # test/seg over the two seeds
+    for args, says in (
+        ([str(tmp_path / "nope")], "nope: no such folder"),
+        ([str(tmp_path / "a" / "result.json")], "result.json: no such folder"),
+        ([str(tmp_path / "a")], "no finished job"),
+        ([str(tmp_path), "mode=best"], "mode=best: use max or min"),
+        ([str(tmp_path), "colour=red"], "usage: python -m cellseg.sweep DIR"),
+    ):
+        result = subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr.count("\n")) == (2, 1), result.stderr
+        assert says in result.stderr
