@@ -32,12 +32,13 @@ from hydra.utils import instantiate
 from cellseg.data.datamodule import frame_time, near
 from cellseg.errors import CellsegError
 from cellseg.outputs.atomic import write_json, write_with
+from cellseg.sweep import tested_numbers
 from cellseg.utils import resolvers  # noqa: F401  (registers ${cellseg.*:} resolvers)
 from cellseg.utils.task import check_arguments, path_override
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ("folds", "seeds", "out")
-TEST_KEYS = ("seg", "ap50", "ap", "merges", "splits", "false_positives", "misses")
+TEST_KEYS = ("seg", "ap50", "ap", "merges", "splits", "false_positives", "misses")  # a finished run has them
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
@@ -140,16 +141,10 @@ def finished(run_dir: Path, overrides: list[str]) -> bool:
 
 
 def result_row(run_dir: Path) -> dict:
-    """The test numbers of one finished run (and its best validation SEG)."""
+    """The test numbers of one finished run (and its best validation SEG), named as in the
+    sweep tables: ``val/seg``, ``test/...``, ``test_sequence/...``."""
     result = json.loads((run_dir / "result.json").read_text())
-    row = {"val_seg": result["best"].get("val/seg")}
-    for key in TEST_KEYS:
-        if "test" in result:
-            row[f"test_{key}"] = result["test"][key]
-    for key, value in result.get("test_sequence", {}).items():
-        if isinstance(value, float):
-            row[f"sequence_{key}"] = value
-    return row
+    return {"val/seg": result["best"].get("val/seg"), **tested_numbers(result)}
 
 
 def summarize(rows: pd.DataFrame) -> dict:

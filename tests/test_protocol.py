@@ -218,11 +218,12 @@ def test_crossval_runs_every_fold_and_summarizes_its_test_numbers(tmp_path):
     for i, row in table.iterrows():
         saved = json.loads((out / row["run"] / "result.json").read_text())
         assert saved["test"]["frames"] == [f"syn_00{i}"]
-        assert row["test_seg"] == pytest.approx(saved["test"]["seg"])
+        assert row["test/seg"] == pytest.approx(saved["test"]["seg"])
+        assert row["val/seg"] == pytest.approx(saved["best"]["val/seg"])
     summary = json.loads((out / "crossval.json").read_text())["summary"]
-    assert summary["test_seg"]["mean"] == pytest.approx(table["test_seg"].mean())
-    assert summary["test_seg"]["n"] == 3
-    assert "test_seg:" in result.stdout
+    assert summary["test/seg"]["mean"] == pytest.approx(table["test/seg"].mean())
+    assert summary["test/seg"]["n"] == 3
+    assert "test/seg:" in result.stdout
 
 
 @pytest.mark.parametrize(
