@@ -92,7 +92,7 @@ def over_seeds(table: pd.DataFrame, metric: str = "val/seg", mode: str = "max") 
     numbers = [c for c in table.columns if c not in ("step", "run_dir") and pd.api.types.is_numeric_dtype(table[c])]
     groups = table.groupby("setting", sort=False)
     means, sds = groups[numbers].mean(), groups[numbers].std(ddof=1).fillna(0.0)
-    summary = pd.DataFrame({"setting": means.index, "jobs": groups.size().loc[means.index].to_numpy()})
+    summary = pd.DataFrame({"setting": means.index, "jobs": groups.size().to_numpy()})  # same group order
     for column in numbers:
         summary[column] = means[column].to_numpy()
         summary[f"{column} sd"] = sds[column].to_numpy()
