@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk, h_maxima
 
 import cellseg.morphology as morphology
-from cellseg.morphology import close_disk, disk_offsets, object_h_maxima
+from cellseg.morphology import EIGHT, close_disk, disk_offsets, fill_holes, label, object_h_maxima
 
 
 @pytest.mark.parametrize("radius", [1, 2, 3, 4])
@@ -67,3 +67,44 @@ def test_one_peak_skips_the_grey_reconstruction(monkeypatch):
     assert np.array_equal(object_h_maxima(local, own, 2.0), expected)
     with pytest.raises(AssertionError, match="one peak"):  # two peaks still take skimage's way
         object_h_maxima(*bumps(CASES["two deep peaks"]), 2.0)
+
+
+def blobs(shape: tuple[int, int], seed: int, sigma: float, level: float) -> np.ndarray:
+    """Smoothed noise above ``level``: blobs of every shape, many touching the border."""
+    return ndi.gaussian_filter(np.random.default_rng(seed).random(shape), sigma) > level
+
+
+@pytest.mark.parametrize("eight", [False, True])
+@pytest.mark.parametrize(
+    "shape, sigma, level",
+    [((1, 1), 1, 0.5), ((1, 37), 0.5, 0.5), ((97, 130), 1, 0.5), ((1024, 1024), 2, 0.51), ((2100, 700), 0.7, 0.5)],
+)
+def test_label_equals_scipy_numbering_included(shape, sigma, level, eight):
+    # frames large enough for OpenCV to split them between threads must keep scipy's numbering
+    mask = blobs(shape, sum(shape), sigma, level)
+    expected, count = ndi.label(mask, structure=EIGHT if eight else None)
+    got, got_count = label(mask, eight=eight)
+    assert got_count == count and got.dtype == np.int32
+    assert np.array_equal(got, expected)
+    if shape[0] > 100:
+        assert count > 50
+
+
+def test_label_of_views_empty_and_full_frames():
+    mask = blobs((300, 200), 3, 1, 0.5)
+    view = mask[::2, 1::3]  # not contiguous
+    assert np.array_equal(label(view)[0], ndi.label(view)[0])
+    assert label(np.zeros((0, 5), bool))[1] == 0
+    assert label(np.zeros((4, 5), bool))[1] == 0 and not label(np.zeros((4, 5), bool))[0].any()
+    assert label(np.ones((4, 5), bool))[1] == 1
+
+
+def test_fill_holes_equals_scipy_on_large_frames_and_corners():
+    mask = blobs((1024, 1024), 7, 2, 0.49)
+    assert np.array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
+    assert fill_holes(mask).sum() > mask.sum()
+    ring = np.zeros((7, 7), bool)
+    ring[0, 1:] = ring[1:, 0] = ring[6, 1:] = ring[1:, 6] = True  # background (0, 0) reaches (1, 1) only diagonally
+    assert np.array_equal(fill_holes(ring), ndi.binary_fill_holes(ring))
+    assert fill_holes(ring)[1:6, 1:6].all() and not fill_holes(ring)[0, 0]
+    assert fill_holes(np.zeros((0, 3), bool)).shape == (0, 3)
