@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from cellseg.morphology import close_disk, disk_offsets, fill_holes, label, object_h_maxima
+from cellseg.morphology import close_disk, disk_offsets, distance_transform, fill_holes, label, object_h_maxima
 
 METHODS = ("threshold", "watershed", "hysteresis")
 # the numeric options of probabilities_to_labels: (types, lowest, highest, lowest excluded);
@@ -89,7 +89,7 @@ def watershed_split(prob: np.ndarray, threshold: float, h: float, bridge: int = 
     owns = [objects[box] == index for index, box in enumerate(boxes, start=1)]
     distance = np.zeros(bridged.shape)
     for box, own in zip(boxes, owns):
-        distance[box][own] = ndi.distance_transform_edt(own)[own]
+        distance[box][own] = distance_transform(own)[own]
     smooth, peaks = [], np.zeros(bridged.shape, bool)
     for box, own in zip(boxes, owns):
         wide = grown(box, 3, bridged.shape)  # the smoothing's radius of 4 px around the object

@@ -8,7 +8,15 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk, h_maxima
 
 import cellseg.morphology as morphology
-from cellseg.morphology import EIGHT, close_disk, disk_offsets, fill_holes, label, object_h_maxima
+from cellseg.morphology import (
+    EIGHT,
+    close_disk,
+    disk_offsets,
+    distance_transform,
+    fill_holes,
+    label,
+    object_h_maxima,
+)
 
 
 @pytest.mark.parametrize("radius", [1, 2, 3, 4])
@@ -108,3 +116,23 @@ def test_fill_holes_equals_scipy_on_large_frames_and_corners():
     assert np.array_equal(fill_holes(ring), ndi.binary_fill_holes(ring))
     assert fill_holes(ring)[1:6, 1:6].all() and not fill_holes(ring)[0, 0]
     assert fill_holes(np.zeros((0, 3), bool)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distance_transform_equals_scipy_to_the_last_bit(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(20, 400, 2))
+    mask = blobs(shape, seed, rng.uniform(0.7, 8), 0.45)  # blobs cut by the border, a few px to the whole box
+    got = distance_transform(mask)
+    assert got.dtype == np.float64 and got.max() > 3
+    assert np.array_equal(got, ndi.distance_transform_edt(mask))
+
+
+def test_distance_transform_without_background_is_scipys():
+    # scipy then measures from outside the array; OpenCV would return its "infinity"
+    mask = np.ones((6, 9), bool)
+    assert np.array_equal(distance_transform(mask), ndi.distance_transform_edt(mask))
+    one = np.ones((60, 60), bool)
+    one[59, 0] = False
+    assert np.array_equal(distance_transform(one), ndi.distance_transform_edt(one))
+    assert distance_transform(one)[0, 59] == pytest.approx(np.hypot(59, 59))
