@@ -169,6 +169,15 @@ def test_blank_frame_is_bridged_by_gap_closing(tmp_path):
     assert validate_res(write_ctc_folder(tmp_path / "01_RES", pred, tracker.tracks()))
 
 
+def test_ctc_labels_of_a_movie_without_gaps_are_the_track_ids_themselves():
+    _, labels, _ = generate_movie(seed=5, divide_at=None, enter_at=None, leave=False)
+    tracker = OverlapTracker()
+    pred = track(tracker, scramble(labels, 5))
+    frame = pred[3]
+    assert all(len(t.segments) == 1 for t in tracker.tracks()) and frame.max() > 1
+    assert ctc_frame_labels(frame, 3, tracker.tracks()) is frame  # no pass over the frame, no copy
+
+
 @pytest.mark.parametrize(("gap_closing", "bridged"), [(2, False), (3, True)])
 def test_gap_longer_than_gap_closing_gives_new_tracks(gap_closing, bridged):
     _, labels, _ = generate_movie(seed=6, divide_at=None, enter_at=None, leave=False, blank_frames=(4, 5, 6))

@@ -29,7 +29,7 @@ from cellseg.tracking.tracker import Track
 
 def write_mask(path: Path, labels: np.ndarray) -> None:
     """One CTC mask page (uint16, uncompressed as the challenge's examples)."""
-    tifffile.imwrite(path, labels.astype(np.uint16), photometric="minisblack")
+    tifffile.imwrite(path, labels.astype(np.uint16, copy=False), photometric="minisblack")
 
 
 class TrackOutputs:
@@ -60,7 +60,7 @@ class TrackOutputs:
         """Queue frame ``index``'s mask for the CTC folder (a track bridged over a gap is a new
         CTC track after the gap, as the challenge's format wants)."""
         masks = ctc_frame_labels(labels, index, tracks)
-        if int(masks.max(initial=0)) >= 2**16:
+        if masks.dtype.itemsize > 2 and int(masks.max(initial=0)) >= 2**16:
             raise CellsegError(f"{self.stem}: track id {int(masks.max())} does not fit the CTC's 16-bit masks")
         self.files.submit(write_mask, self.res_tmp / f"mask{index:0{self.digits}d}.tif", masks)
 

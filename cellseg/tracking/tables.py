@@ -80,11 +80,12 @@ def ctc_res_track_lines(tracks: Iterable[Track]) -> list[str]:
 
 
 def ctc_frame_labels(labels: np.ndarray, frame: int, tracks: Iterable[Track]) -> np.ndarray:
-    """Track-id labels of ``frame`` as CTC labels (differs only after a bridged gap)."""
-    lut = np.arange(int(labels.max()) + 1, dtype=np.uint32)
+    """Track-id labels of ``frame`` as CTC labels (differs only after a bridged gap; else
+    ``labels`` itself, without a pass over the frame)."""
+    lut = np.arange(int(labels.max(initial=0)) + 1, dtype=np.uint32)
     for t in tracks:
         if len(t.segments) > 1 and t.track_id < lut.size:
             for label, start, stop in t.segments:
                 if start <= frame <= stop:
                     lut[t.track_id] = label
-    return lut[labels]
+    return labels if (lut == np.arange(lut.size)).all() else lut[labels]
