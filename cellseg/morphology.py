@@ -86,20 +86,37 @@ def object_h_maxima(local: np.ndarray, own: np.ndarray, h: float) -> np.ndarray:
     """``h_maxima(local, h).astype(bool)`` for one object: ``local`` is positive on the
     object's pixels ``own`` and 0 elsewhere in its box.
 
-    When the object has a single regional maximum (its pixels that no 8-neighbour exceeds
-    all hold its largest value and form one 8-connected plateau), the h-maxima are that
-    plateau: every other pixel reaches it by a path that never descends below its own value,
-    so the reconstruction of ``local - h`` under ``local`` lies less than ``h`` below every
-    pixel off the plateau, and exactly ``h`` below the plateau. That is most nuclei, and it
-    needs a 3x3 maximum filter and a labelling instead of a grey reconstruction. Anything
-    else (several peaks, a near-tie with the top value, a peak lower than ``h`` above the
-    background) goes to skimage."""
+    When the object's largest value is held by one 8-connected plateau and every other local
+    maximum (a pixel that no 8-neighbour exceeds) is joined to that plateau by a path that
+    never drops ``h`` or more below the local maximum's own value, the h-maxima are that
+    plateau. Every pixel climbs to some local maximum without
+    descending and from there reaches the plateau above ``value - h``, so the reconstruction
+    of ``local - h`` under ``local`` lies less than ``h`` below every pixel off the plateau,
+    and exactly ``h`` below the plateau. That is most nuclei, including those whose smoothed
+    distance has shallow side peaks, and it needs a 3x3 maximum filter and a few labellings
+    of the box instead of a grey reconstruction. Anything else (a second peak at least ``h``
+    deep, a near-tie with the top value or with a threshold, a peak lower than ``h`` above the
+    background, more than 8 side-peak heights) goes to skimage."""
     top = float(local.max(initial=0.0))
-    if top < h + 1e-9 * max(top, 1.0):
+    tol = 1e-9 * max(top, 1.0)
+    if top < h + tol:
         return h_maxima(local, h).astype(bool)
     plateau = local == top
     near_top = (local > top * (1 - 1e-12)) & ~plateau
-    local_max = own & (local == ndi.maximum_filter(local, size=3, mode="constant", cval=0.0))
-    if near_top.any() or (local_max & ~plateau).any() or ndi.label(plateau, structure=EIGHT)[1] != 1:
+    if near_top.any() or ndi.label(plateau, structure=EIGHT)[1] != 1:
+        return h_maxima(local, h).astype(bool)
+    side = own & (local == ndi.maximum_filter(local, size=3, mode="constant", cval=0.0)) & ~plateau
+    heights = np.unique(local[side])
+    if heights.size > 8 or not all(_joined_above(local, side & (local == v), plateau, v - h, tol) for v in heights):
         return h_maxima(local, h).astype(bool)
     return plateau
+
+
+def _joined_above(local: np.ndarray, peaks: np.ndarray, plateau: np.ndarray, level: float, tol: float) -> bool:
+    """Whether every pixel of ``peaks`` is 8-connected to ``plateau`` through pixels above
+    ``level`` by a margin of ``tol`` (and through none that lie within ``tol`` of it: such a
+    near-tie is left to skimage's own rounding)."""
+    if (np.abs(local - level) <= tol).any():
+        return False
+    regions, _ = ndi.label(local > level, structure=EIGHT)
+    return bool((regions[peaks] == regions[plateau][0]).all())

@@ -73,8 +73,33 @@ def test_one_peak_skips_the_grey_reconstruction(monkeypatch):
 
     monkeypatch.setattr(morphology, "h_maxima", refuse)
     assert np.array_equal(object_h_maxima(local, own, 2.0), expected)
+    shallow, shallow_own = bumps(CASES["a shallow second peak"])  # a side peak under h deep: one maximum
+    assert np.array_equal(object_h_maxima(shallow, shallow_own, 2.0), h_maxima(shallow, 2.0).astype(bool))
     with pytest.raises(AssertionError, match="one peak"):  # two peaks still take skimage's way
         object_h_maxima(*bumps(CASES["two deep peaks"]), 2.0)
+
+
+@pytest.mark.parametrize("h", [0.5, 1.0, 2.0])
+def test_object_h_maxima_equals_skimage_on_random_objects(h, monkeypatch):
+    # 1-4 bumps of random heights, values on a 0.1 grid (plateaus, ties with top - h and with
+    # side peak - h) or smooth; counted: how many skipped the grey reconstruction
+    rng = np.random.default_rng(int(10 * h))
+    calls = []
+
+    def counted(image, height):
+        calls.append(1)
+        return h_maxima(image, height)
+
+    monkeypatch.setattr(morphology, "h_maxima", counted)
+    for trial in range(80):
+        centres = [(rng.uniform(8, 32), rng.uniform(8, 52), rng.uniform(1.0, 6.0)) for _ in range(rng.integers(1, 5))]
+        local, own = bumps(centres)
+        if trial % 2:
+            local = np.round(local, 1)
+            own = local > 0
+        expected = h_maxima(local, h).astype(bool)
+        assert np.array_equal(object_h_maxima(local, own, h), expected), f"trial {trial}"
+    assert 10 < 80 - len(calls) < 80  # many skip it, not all
 
 
 def blobs(shape: tuple[int, int], seed: int, sigma: float, level: float) -> np.ndarray:
