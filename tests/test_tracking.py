@@ -24,7 +24,7 @@ from cellseg.tracking.tables import (
     napari_tracks,
     tracks_table,
 )
-from cellseg.tracking.tracker import NoTracker, OverlapTracker, Track, assign_pairs
+from cellseg.tracking.tracker import NoTracker, OverlapTracker, Track, assign_pairs, count_codes
 
 from .conftest import CONF, shared
 
@@ -417,3 +417,12 @@ def test_a_packed_frame_is_tracked_without_a_cell_by_cell_matrix():
     tracemalloc.stop()
     assert np.array_equal(out, second)  # every cell moved 2 px and kept its id
     assert peak < 64 * 1024**2
+
+
+@pytest.mark.parametrize("size", [1, 900, 10**7])  # counted by bincount, then by sorting
+def test_overlap_codes_are_counted_as_unique_counts_them(size):
+    codes = np.random.default_rng(size).integers(0, size, 5000)
+    codes[:3] = size - 1  # the last code, repeated
+    got, expected = count_codes(codes, size), np.unique(codes, return_counts=True)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, expected))
+    assert count_codes(codes[:0], size)[0].size == 0

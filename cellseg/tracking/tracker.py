@@ -95,6 +95,17 @@ def _objects(labels: np.ndarray, intensity: np.ndarray | None) -> _Objects:
     return _Objects(pixels, index, area, centroid, mean)
 
 
+def count_codes(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_counts=True)`` for codes in ``[0, size)``: by a bincount
+    where ``size`` is no more than a few times the codes (30 cells a frame: 0.2 ms against
+    1.4 ms sorting a GOWT1 frame's overlapping pixels), else by sorting."""
+    if size > 4 * codes.size + 4096:
+        return np.unique(codes, return_counts=True)
+    counts = np.bincount(codes, minlength=size)
+    present = np.flatnonzero(counts)
+    return present, counts[present]
+
+
 def _near_pairs(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, distance)`` of every pair of points of ``a`` and ``b`` at most ``radius``
     apart (k-d trees: the pairs, never the whole distance matrix)."""
@@ -208,7 +219,7 @@ class OverlapTracker:
             return []
         prev = self._prev.ravel()[objects.pixels].astype(np.int64)
         shared = prev > 0
-        pair_codes, inter = np.unique((prev[shared] - 1) * n_cur + objects.index[shared], return_counts=True)
+        pair_codes, inter = count_codes((prev[shared] - 1) * n_cur + objects.index[shared], n_prev * n_cur)
         rows, cols, distance = _near_pairs(self._prev_centroid, objects.centroid, self.max_distance)
         codes = rows.astype(np.int64) * n_cur + cols
         at = np.minimum(np.searchsorted(pair_codes, codes), max(pair_codes.size - 1, 0))
