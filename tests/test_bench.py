@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cellseg import bench
-from cellseg.bench import ablation, hardware, training
+from cellseg.bench import ablation, hardware, movie, training
 from cellseg.errors import CellsegError
 from cellseg.inference.predictor import resolve_precision
 from cellseg.models.nets.encoder import GoogLeNetEncoder
@@ -150,6 +150,28 @@ def test_time_to_best_reads_the_row_of_the_best_val_seg(tmp_path):
 # -- the report ----------------------------------------------------------------------------
 
 PEAK = {torch.float32: 125.0, torch.bfloat16: 500.0}  # GFLOP/s, in place of the measured ones
+
+
+def test_movie_figures_are_medians_over_alternating_pairs_of_runs(monkeypatch, tmp_path):
+    clock, runs = FakeClock(), []
+    seconds = {"warmup": [100.0], "short": [2.0, 3.0, 2.0], "movie": [10.0, 9.0, 14.0]}
+
+    class Run:  # a PredictionRun that only takes time: its folder names the movie and the pair
+        def __init__(self, predictor, out, options, make_tracker):
+            self.name = out.name
+
+        def run(self, sources):
+            runs.append(self.name)
+            clock.now += seconds[self.name.split("_")[0]].pop(0)
+
+    monkeypatch.setattr(movie, "time", clock)
+    monkeypatch.setattr(movie, "PredictionRun", Run)
+    frames = np.random.default_rng(0).integers(0, 100, (8, 16, 16)).astype(np.uint16)
+    got = movie.default_run(None, frames, tmp_path, repeats=3)
+    assert runs == ["warmup_out0", "short_out0", "movie_out0", "short_out1", "movie_out1", "short_out2", "movie_out2"]
+    # 8 frames against their first 2: margins (10-2)/6, (9-3)/6, (14-2)/6; whole runs 10/8, 9/8, 14/8
+    assert got["movie_margin_runs_s"] == pytest.approx([8 / 6, 1.0, 2.0])
+    assert got["movie_margin_s"] == pytest.approx(8 / 6) and got["movie_default_s"] == pytest.approx(10 / 8)
 
 
 @pytest.fixture(scope="module")

@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
                 times.update(compiled_run(ckpt, device, paths, folder / f"{name}_compiled", warmup, times))
             if name == "googlenet_fcn":
                 movie_frames, movie_source = movie.movie_frames(4 if args.quick else args.movie_frames, args.side)
-                times.update(movie.default_run(predictor, movie_frames, folder / f"{name}_movie"))
+                repeats = 1 if args.quick else 3
+                times.update(movie.default_run(predictor, movie_frames, folder / f"{name}_movie", repeats))
                 times["movie_ratio_to_bound"] = times["movie_default_s"] / report["compute_bound_s"]
                 times["movie_margin_ratio_to_bound"] = times["movie_margin_s"] / report["compute_bound_s"]
                 report["movie"] = {"source": movie_source, "frames": len(movie_frames)}
@@ -264,9 +265,11 @@ def print_report(report: dict) -> None:
                 f"{name}: movie, default outputs + tracking (s/frame), {source['frames']} {source['source']} frames",
                 f"{t['movie_default_s']:.3f} = {t['movie_ratio_to_bound']:.2f}x the bound",
             )
+            runs = t["movie_margin_runs_s"]
+            spread = f" (runs {min(runs):.3f}-{max(runs):.3f})" if len(runs) > 1 else ""
             table.add_row(
-                f"{name}: movie, one more frame at the margin (s)",
-                f"{t['movie_margin_s']:.3f} = [bold]{t['movie_margin_ratio_to_bound']:.2f}x[/bold] the bound",
+                f"{name}: movie, one more frame at the margin (s), median of {len(runs)}",
+                f"{t['movie_margin_s']:.3f} = [bold]{t['movie_margin_ratio_to_bound']:.2f}x[/bold] the bound{spread}",
             )
     side = report["side"]
     table.add_row(

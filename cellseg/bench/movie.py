@@ -40,27 +40,37 @@ def movie_frames(count: int, side: int) -> tuple[np.ndarray, str]:
     return frames, "synthetic"
 
 
-def default_run(predictor: Predictor, frames: np.ndarray, folder: Path) -> dict[str, float]:
+def default_run(predictor: Predictor, frames: np.ndarray, folder: Path, repeats: int = 3) -> dict:
     """Seconds per frame of ``predict.py``'s default outputs on a movie: labels, probabilities,
     overlays every 10th frame, tracking, tracks tables, CTC folder and plots, after a
     two-frame warm-up run. ``movie_default_s``: the whole run over its frames, the fixed costs
     of a movie (the plots, the tracks tables) included; ``movie_margin_s``: what one more frame
-    adds, from the difference with a run of the first quarter of the frames (at least 2)."""
+    adds, from the difference with a run of the first quarter of the frames (at least 2).
+    The short and whole runs alternate ``repeats`` times and each figure is the median: one
+    pair of runs on a 2-core VM put the margin anywhere in +-10 % (``movie_margin_runs_s``
+    keeps every pair's)."""
     folder.mkdir(parents=True, exist_ok=True)
     short = max(2, len(frames) // 4)
     if len(frames) <= short:
         raise ValueError(f"a movie of {len(frames)} frames: at least {short + 1} are needed")
     movies = {"warmup": frames[:2], "short": frames[:short], "movie": frames}
-    seconds = {}
     for name, pages in movies.items():
         tifffile.imwrite(folder / f"{name}.tif", pages, photometric="minisblack")
+
+    def seconds(name: str, run: int) -> float:
         start = time.perf_counter()
         sources = plan_sources(str(folder / f"{name}.tif"), "auto", None)
-        PredictionRun(predictor, folder / f"{name}_out", OutputOptions(), make_tracker=OverlapTracker).run(sources)
-        seconds[name] = time.perf_counter() - start
+        out = folder / f"{name}_out{run}"
+        PredictionRun(predictor, out, OutputOptions(), make_tracker=OverlapTracker).run(sources)
+        return time.perf_counter() - start
+
+    seconds("warmup", 0)
+    pairs = [(seconds("short", run), seconds("movie", run)) for run in range(repeats)]
+    margins = [(whole - part) / (len(frames) - short) for part, whole in pairs]
     return {
-        "movie_default_s": seconds["movie"] / len(frames),
-        "movie_margin_s": (seconds["movie"] - seconds["short"]) / (len(frames) - short),
+        "movie_default_s": statistics.median(whole / len(frames) for _, whole in pairs),
+        "movie_margin_s": statistics.median(margins),
+        "movie_margin_runs_s": margins,
     }
 
 
