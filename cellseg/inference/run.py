@@ -572,10 +572,7 @@ def stored_probability(cell: np.ndarray) -> np.ndarray:
     """The cell probability as ``<stem>_prob.tif`` holds it: float16 in steps of 1/1024. The
     low bits of a full float16 mantissa are noise that zlib cannot compress: on a GOWT1
     frame 1.8 MB and 18 ms per page, against 0.36 MB and 8 ms in these steps."""
-    steps = np.multiply(cell, PROB_STEPS, dtype=np.float32)
-    np.rint(steps, out=steps)
-    steps *= np.float32(1 / PROB_STEPS)
-    return steps.astype(np.float16)
+    return (np.rint(cell * PROB_STEPS) * (1 / PROB_STEPS)).astype(np.float16)
 
 
 def write_overlay(tmp: Path, normalized: np.ndarray, labels: np.ndarray) -> None:
