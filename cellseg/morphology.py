@@ -2,7 +2,7 @@
 to the scipy/skimage calls named in each docstring and several times faster on 1024x1024
 frames: labelling, hole filling and distance transforms by OpenCV's scan-based passes,
 closing by a disk as shifted whole-array ORs and ANDs, and h-maxima of one object that skip
-the grey reconstruction when the object has one peak."""
+the grey reconstruction when the object has one peak deeper than h."""
 
 from __future__ import annotations
 
@@ -89,10 +89,10 @@ def object_h_maxima(local: np.ndarray, own: np.ndarray, h: float) -> np.ndarray:
     When the object's largest value is held by one 8-connected plateau and every other local
     maximum (a pixel that no 8-neighbour exceeds) is joined to that plateau by a path that
     never drops ``h`` or more below the local maximum's own value, the h-maxima are that
-    plateau. Every pixel climbs to some local maximum without
-    descending and from there reaches the plateau above ``value - h``, so the reconstruction
-    of ``local - h`` under ``local`` lies less than ``h`` below every pixel off the plateau,
-    and exactly ``h`` below the plateau. That is most nuclei, including those whose smoothed
+    plateau. Every pixel climbs to some local maximum without descending and from there
+    reaches the plateau above ``value - h``, so the reconstruction of ``local - h`` under
+    ``local`` lies less than ``h`` below every pixel off the plateau, and exactly ``h`` below
+    the plateau. That is most nuclei, including those whose smoothed
     distance has shallow side peaks, and it needs a 3x3 maximum filter and a few labellings
     of the box instead of a grey reconstruction. Anything else (a second peak at least ``h``
     deep, a near-tie with the top value or with a threshold, a peak lower than ``h`` above the

@@ -22,9 +22,9 @@ dim nucleus) is its own seed, so nothing the threshold method finds is lost.
 Every step is a whole-array operation (labelling, bincounts, lookup tables), the growth
 over the edge band only visits the band's pixels, and the watershed works object by object
 inside bounding boxes (:mod:`cellseg.morphology`): on a 1024x1024 GOWT1 frame (Zen 4, 2
-cores, with predict's malloc settings) the threshold method takes about 10 ms and the
-watershed 37 ms (18 and 50 ms with scipy's labelling, interleaved in one process; 0.4 s on
-the whole frame at once with the library calls).
+cores, with predict's malloc settings) the threshold method takes about 9 ms and the
+watershed 26 ms (17 and 45 ms before session 27's OpenCV passes and h-maxima shortcut,
+interleaved in one process; 0.4 s on the whole frame at once with the library calls).
 """
 
 from __future__ import annotations
