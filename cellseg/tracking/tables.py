@@ -82,10 +82,15 @@ def ctc_res_track_lines(tracks: Iterable[Track]) -> list[str]:
 def ctc_frame_labels(labels: np.ndarray, frame: int, tracks: Iterable[Track]) -> np.ndarray:
     """Track-id labels of ``frame`` as CTC labels (differs only after a bridged gap; else
     ``labels`` itself, without a pass over the frame)."""
-    lut = np.arange(int(labels.max(initial=0)) + 1, dtype=np.uint32)
-    for t in tracks:
-        if len(t.segments) > 1 and t.track_id < lut.size:
-            for label, start, stop in t.segments:
-                if start <= frame <= stop:
-                    lut[t.track_id] = label
-    return labels if (lut == np.arange(lut.size)).all() else lut[labels]
+    renames = {
+        t.track_id: label
+        for t in tracks
+        if len(t.segments) > 1
+        for label, start, stop in t.segments
+        if start <= frame <= stop and label != t.track_id
+    }
+    if not renames:
+        return labels
+    lut = np.arange(max(int(labels.max()), *renames) + 1, dtype=np.uint32)
+    lut[list(renames)] = list(renames.values())
+    return lut[labels]
