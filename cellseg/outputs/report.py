@@ -22,9 +22,9 @@ import tifffile
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
-from skimage.segmentation import find_boundaries
 
 from cellseg import __version__, metrics
+from cellseg.morphology import inner_boundaries
 from cellseg.outputs.atomic import remove, write_with
 from cellseg.outputs.overlays import overlay_frames, overlay_name
 from cellseg.outputs.page import (
@@ -372,8 +372,8 @@ def cell_crop(grey: np.ndarray, labels: np.ndarray, label: int) -> str:
     y0, x0 = max(cy - half, 0), max(cx - half, 0)
     window = (slice(y0, cy + half + 1), slice(x0, cx + half + 1))
     rgb, cut = grey[window].copy(), labels[window]
-    rgb[find_boundaries(cut, mode="inner") & (cut != label)] = (0, 200, 230)
-    rgb[find_boundaries(cut == label, mode="inner")] = (255, 225, 25)
+    rgb[inner_boundaries(cut) & (cut != label)] = (0, 200, 230)
+    rgb[inner_boundaries(cut == label)] = (255, 225, 25)
     if max(rgb.shape[:2]) > CROP:  # outlines kept visible
         rgb = shrink(rgb, CROP)
     scale = CROP / max(rgb.shape[:2])
