@@ -30,6 +30,7 @@ RANGES = {
     "loss.edge_weight": (NUMBER, 0, 1000, False, False),
     "loss.border_w0": (NUMBER, 0, 1000, False, False),
     "loss.border_sigma": (NUMBER, 0, 1000, True, False),
+    "loss.dice_weight": (NUMBER, 0, 1000, False, False),
     "trainer.max_steps": (int, -1, 10**9, False, False),
     "trainer.max_epochs": (int, -1, 10**9, False, False),
     "trainer.check_val_every_n_epoch": (int, 1, 10**6, False, False),

@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.models import googlenet
 
 from cellseg.errors import CellsegError
-from cellseg.models.losses import EdgeWeightedBCE
+from cellseg.models.losses import EdgeWeightedBCE, soft_dice_loss
 from cellseg.models.module import CellSegModule
 from cellseg.models.nets.encoder import GoogLeNetEncoder
 from cellseg.models.nets.googlenet_fcn import GoogLeNetFCN
@@ -123,6 +123,24 @@ def test_invalid_pixels_are_ignored():
     valid[:, 0] = 0
     loss = EdgeWeightedBCE()(logits, target, torch.zeros(1, 4, 4), valid)
     assert loss < 0.01
+
+
+def test_dice_term_scores_each_channel_by_overlap_over_valid_pixels():
+    target = torch.zeros(1, 2, 4, 4)
+    target[0, 0, 1:3, 1:3] = 1  # a 4-pixel interior
+    target[0, 1, 0, :] = 1  # a 4-pixel edge line, on a row the loss must ignore
+    valid = torch.ones(1, 4, 4)
+    valid[:, 0] = 0
+    border = torch.zeros(1, 4, 4)
+    logits = torch.zeros(1, 2, 4, 4)  # p = 0.5 everywhere
+    plain = EdgeWeightedBCE(dice_weight=0)(logits, target, border, valid)
+    with_dice = EdgeWeightedBCE(dice_weight=2)(logits, target, border, valid)
+    # 12 valid pixels: interior 1 - (2 * 0.5 * 4 + 1) / (6 + 4 + 1); edge has no valid target: 1 - 1 / (6 + 1)
+    expected = ((1 - 5 / 11) + (1 - 1 / 7)) / 2
+    assert with_dice - plain == pytest.approx(2 * expected)
+    sure = torch.where(target > 0, 20.0, -20.0)
+    sure[:, 1, 0] = -20.0  # the ignored row may say anything
+    assert soft_dice_loss(torch.sigmoid(sure), target, valid).item() == pytest.approx(0, abs=1e-6)
 
 
 @pytest.mark.parametrize(
