@@ -54,6 +54,7 @@ def test_every_shipped_config_passes_the_training_option_check(override, tmp_pat
         (["optimizer=sgd", "optimizer.nesterov=maybe"], "optimizer.nesterov='maybe': use true or false"),
         (["scheduler=step", "scheduler.gamma=0"], "scheduler.gamma=0 is out of range (0, 1]"),
         (["loss.edge_weight=-2"], "loss.edge_weight=-2 is out of range [0, 1000]"),
+        (["loss.dice_weight=-1"], "loss.dice_weight=-1 is out of range [0, 1000]"),
         (["trainer.max_steps=abc"], "trainer.max_steps is 'abc', not a finite integer"),
         (["trainer.max_time=15min"], "trainer.max_time='15min': use DD:HH:MM:SS"),
         (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 is out of range [1, 1000000]"),
