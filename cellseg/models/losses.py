@@ -38,11 +38,12 @@ class EdgeWeightedBCE(nn.Module):
         self, logits: torch.Tensor, target: torch.Tensor, border: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         """Scalar loss from logits and targets of shape (N, 2, H, W)."""
+        logits = logits.float()  # bf16-mixed training hands bf16 logits
         weight = self.weight(target, border, valid)[:, None]
-        bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         loss = (bce * weight).sum() / (valid.sum() * target.shape[1]).clamp_min(1)
         if self.dice_weight > 0:
-            loss = loss + self.dice_weight * soft_dice_loss(torch.sigmoid(logits.float()), target, valid)
+            loss = loss + self.dice_weight * soft_dice_loss(torch.sigmoid(logits), target, valid)
         return loss
 
 
